@@ -1,0 +1,55 @@
+# Tally — the two commands are `make demo` and `make test`. Both install what is missing.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.tally-installed
+
+.PHONY: demo test up down status lint install system-deps clean-state
+
+$(STAMP): pyproject.toml
+	@$(MAKE) --no-print-directory system-deps
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -c 'import sys; assert sys.version_info[:2] == (3, 11), "Tally needs Python 3.11, found " + sys.version' \
+	  || { echo "Create the venv with Python 3.11: make PYTHON=/path/to/python3.11"; exit 1; }
+	@test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet uv
+	$(BIN)/uv pip install --python $(BIN)/python --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+# System packages: a Java 17 runtime for Spark, runuser (util-linux) for Postgres as root.
+system-deps:
+	@if ! command -v java >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless; \
+	  else \
+	    echo "Spark needs Java 17. Install it, then re-run:"; \
+	    echo "  sudo apt-get install -y openjdk-17-jre-headless   # Debian/Ubuntu"; \
+	    echo "  brew install openjdk@17                           # macOS"; \
+	    exit 1; \
+	  fi; \
+	fi
+
+demo: install
+	$(BIN)/tally demo
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q
+
+up: install
+	$(BIN)/tally up
+
+down:
+	@test -x $(BIN)/tally && $(BIN)/tally down || echo "nothing to stop"
+
+status:
+	$(BIN)/tally status
+
+lint: install
+	$(BIN)/ruff check .
+
+# Stop the stack and delete all local state (databases, lake, logs).
+clean-state: down
+	rm -rf .tally

@@ -1,0 +1,116 @@
+"""
+### tally_daily — one logical date from source to mart
+
+For the run's data interval (one UTC day; **ds** = the interval's start date):
+
+1. **extract** each Salesforce object and ERP table changed in the interval to the lake's raw
+   zone (`raw/<source>/<object>/ds=<ds>/` + `_manifest.json`). The first run of a dataset is a
+   full initial load. Re-running a ds replaces it.
+2. **gate_raw** (Great Expectations): row count equals the source's own count for the interval,
+   keys present and unique, domains valid.
+3. **spark_rep_rankings**: latest version per Id across raw runs, accounts and owners joined,
+   PERCENT_RANK of owners by won amount within region → curated zone.
+4. **load_warehouse**: COPY raw and curated partitions into Postgres, idempotent per (table, ds).
+5. **dbt_build**: staging models and `marts.mart_rep_performance`, with dbt tests.
+6. **gate_mart**: the mart reconciled with the curated zone (rows, won amount).
+
+Every stage writes row counts and key checksums to `ops.ledger`; every gate writes
+`ops.validation_results`. A failed gate stops everything downstream and is not retried.
+On-call: see the README's runbook, and `tally reconcile --ds <ds>`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pendulum
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk import Asset, CronDataIntervalTimetable, dag, task, task_group
+
+# Kept in step with tally.catalog (tests check it) so parsing does not import the package.
+DATASETS = [
+    "salesforce.User",
+    "salesforce.Account",
+    "salesforce.Opportunity",
+    "erp.customers",
+    "erp.sales_orders",
+]
+SPARK_JOB = str(Path(__file__).resolve().parents[1] / "spark_jobs" / "rep_rankings.py")
+DS = "{{ data_interval_start | ds }}"
+MART = Asset(name="marts.mart_rep_performance", uri="tally://warehouse/marts/mart_rep_performance")
+
+
+def _ds(context_interval_start) -> str:
+    return context_interval_start.strftime("%Y-%m-%d")
+
+
+@dag(
+    dag_id="tally_daily",
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["tally", "salesforce", "erp", "marts"],
+    doc_md=__doc__,
+    default_args={"owner": "data-platform", "retries": 2, "retry_delay": timedelta(seconds=30)},
+)
+def tally_daily():
+    @task(retries=3, retry_delay=timedelta(seconds=20), retry_exponential_backoff=True)
+    def extract(dataset_id: str, data_interval_start=None, data_interval_end=None, run_id=None) -> dict:
+        from tally import pipeline
+        from tally.airflow_adapter import resources, run
+
+        res = resources(run_id, need=(dataset_id.split(".")[0],))
+        return run(pipeline.extract, res, dataset_id, _ds(data_interval_start), data_interval_start,
+                   data_interval_end)
+
+    @task(retries=0)
+    def gate_raw(dataset_id: str, data_interval_start=None, run_id=None) -> list[dict]:
+        from tally import pipeline
+        from tally.airflow_adapter import resources, run
+
+        return run(pipeline.gate_raw, resources(run_id), dataset_id, _ds(data_interval_start))
+
+    @task_group(group_id="land")
+    def land():
+        for dataset_id in DATASETS:
+            name = dataset_id.replace(".", "_")
+            landed = extract.override(task_id=f"extract_{name}")(dataset_id)
+            landed >> gate_raw.override(task_id=f"gate_raw_{name}")(dataset_id)
+
+    spark = SparkSubmitOperator(
+        task_id="spark_rep_rankings",
+        application=SPARK_JOB,
+        conn_id="spark_default",
+        name="tally-rep-rankings-{{ ds_nodash }}",
+        application_args=["--lake", "{{ conn.tally_lake.host }}", "--ds", DS],
+        conf={"spark.sql.session.timeZone": "UTC"},
+        retries=1,
+    )
+
+    @task
+    def load_warehouse(data_interval_start=None, run_id=None) -> list[dict]:
+        from tally import pipeline
+        from tally.airflow_adapter import resources, run
+
+        return run(pipeline.load, resources(run_id), _ds(data_interval_start))
+
+    @task(retries=0)
+    def dbt_build(data_interval_start=None, run_id=None) -> None:
+        from tally import pipeline
+        from tally.airflow_adapter import resources, run
+
+        run(pipeline.dbt_build, resources(run_id), _ds(data_interval_start))
+
+    @task(retries=0, outlets=[MART])
+    def gate_mart(data_interval_start=None, run_id=None) -> list[dict]:
+        from tally import pipeline
+        from tally.airflow_adapter import resources, run
+
+        return run(pipeline.gate_mart, resources(run_id), _ds(data_interval_start))
+
+    land() >> spark >> load_warehouse() >> dbt_build() >> gate_mart()
+
+
+tally_daily()

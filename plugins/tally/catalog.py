@@ -1,0 +1,167 @@
+"""The datasets Tally lands: source objects, their fields, keys and warehouse names.
+
+This is the single contract shared by the simulator, the generator, the extractors, the
+Spark jobs, the loader and the dbt sources. Field types are logical types:
+``id`` (Salesforce id, text), ``string``, ``bool``, ``int``, ``decimal`` (money, exact),
+``double``, ``date``, ``datetime`` (UTC).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    type: str
+    nullable: bool = True
+
+
+@dataclass(frozen=True)
+class Dataset:
+    source: str  # "salesforce" | "erp"
+    name: str  # object / table name as the source spells it
+    fields: tuple[Field, ...]
+    key: str
+    cursor: str  # the incremental cursor column
+    deleted_flag: str | None = None
+    extra: dict = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def field_names(self) -> list[str]:
+        return [f.name for f in self.fields]
+
+    @property
+    def lake_path(self) -> str:
+        return f"raw/{self.source}/{self.name}"
+
+    @property
+    def dataset_id(self) -> str:
+        """Name used in the ledger and in logs: ``salesforce.Opportunity``."""
+        return f"{self.source}.{self.name}"
+
+    @property
+    def warehouse_table(self) -> str:
+        prefix = "sf" if self.source == "salesforce" else self.source
+        return f"{prefix}_{snake_case(self.name)}"
+
+
+def snake_case(name: str) -> str:
+    """``SystemModstamp`` -> ``system_modstamp``; ``Region__c`` -> ``region__c``."""
+    head, sep, tail = name.partition("__")
+    head = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", head)
+    head = re.sub(r"(?<=[A-Z])([A-Z][a-z])", r"_\1", head)
+    return (head + sep + tail).lower()
+
+
+F = Field
+
+SALESFORCE: dict[str, Dataset] = {
+    "User": Dataset(
+        source="salesforce",
+        name="User",
+        key="Id",
+        cursor="SystemModstamp",
+        fields=(
+            F("Id", "id", False),
+            F("Name", "string"),
+            F("Email", "string"),
+            F("IsActive", "bool"),
+            F("Region__c", "string"),
+            F("CreatedDate", "datetime"),
+            F("SystemModstamp", "datetime", False),
+        ),
+    ),
+    "Account": Dataset(
+        source="salesforce",
+        name="Account",
+        key="Id",
+        cursor="SystemModstamp",
+        deleted_flag="IsDeleted",
+        fields=(
+            F("Id", "id", False),
+            F("Name", "string"),
+            F("BillingCountry", "string"),
+            F("Industry", "string"),
+            F("OwnerId", "id"),
+            F("IsDeleted", "bool"),
+            F("CreatedDate", "datetime"),
+            F("SystemModstamp", "datetime", False),
+        ),
+    ),
+    "Opportunity": Dataset(
+        source="salesforce",
+        name="Opportunity",
+        key="Id",
+        cursor="SystemModstamp",
+        deleted_flag="IsDeleted",
+        fields=(
+            F("Id", "id", False),
+            F("Name", "string"),
+            F("AccountId", "id"),
+            F("OwnerId", "id"),
+            F("StageName", "string"),
+            F("Amount", "decimal"),
+            F("Probability", "double"),
+            F("CloseDate", "date"),
+            F("IsClosed", "bool"),
+            F("IsWon", "bool"),
+            F("IsDeleted", "bool"),
+            F("CreatedDate", "datetime"),
+            F("SystemModstamp", "datetime", False),
+        ),
+    ),
+}
+
+ERP: dict[str, Dataset] = {
+    "customers": Dataset(
+        source="erp",
+        name="customers",
+        key="customer_id",
+        cursor="updated_at",
+        fields=(
+            F("customer_id", "int", False),
+            F("name", "string"),
+            F("country", "string"),
+            F("sf_account_ref", "string"),
+            F("created_at", "datetime"),
+            F("updated_at", "datetime", False),
+        ),
+    ),
+    "sales_orders": Dataset(
+        source="erp",
+        name="sales_orders",
+        key="order_id",
+        cursor="updated_at",
+        fields=(
+            F("order_id", "int", False),
+            F("customer_id", "int", False),
+            F("order_date", "date"),
+            F("status", "string"),
+            F("currency", "string"),
+            F("total_amount", "decimal"),
+            F("created_at", "datetime"),
+            F("updated_at", "datetime", False),
+        ),
+    ),
+}
+
+# Curated datasets written by Spark (key column is snake_case, as in the warehouse).
+CURATED_KEYS: dict[str, str] = {
+    "opportunities": "opportunity_id",
+    "rep_rankings": "owner_id",
+}
+
+
+def all_raw() -> list[Dataset]:
+    return [*SALESFORCE.values(), *ERP.values()]
+
+
+def get(dataset_id: str) -> Dataset:
+    source, _, name = dataset_id.partition(".")
+    table = SALESFORCE if source == "salesforce" else ERP if source == "erp" else {}
+    if name not in table:
+        raise KeyError(f"unknown dataset {dataset_id!r}; known: {[d.dataset_id for d in all_raw()]}")
+    return table[name]

@@ -1,0 +1,252 @@
+"""The `tally` command: run the embedded stack, seed it, run the daily job, reconcile."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+app = typer.Typer(help="Tally: every row accounted for, source to mart.", no_args_is_help=True,
+                  pretty_exceptions_show_locals=False)
+console = Console()
+
+DAG_ID = "tally_daily"
+ANALYST_QUERY = "table marts.mart_rep_performance"
+STATE_STYLE = {"success": "green", "failed": "red", "upstream_failed": "red", "running": "yellow",
+               "queued": "cyan", "scheduled": "cyan", "up_for_retry": "magenta", "skipped": "dim"}
+
+
+def _stack():
+    from tally.stack.manager import Stack
+
+    return Stack()
+
+
+def _require_stack():
+    stack = _stack()
+    if not stack.state:
+        console.print("[red]The local stack has never been started.[/red] Run [bold]tally up[/bold] first.")
+        raise typer.Exit(1)
+    return stack
+
+
+@app.command()
+def up(airflow: Annotated[bool, typer.Option(help="Also start Airflow's four components.")] = True) -> None:
+    """Start the embedded stack (idempotent): Postgres, S3, Kafka, the Salesforce simulator, Airflow."""
+    stack = _stack()
+    with console.status("starting") as status:
+        stack.up(progress=lambda what: status.update(f"starting {what}"), with_airflow=airflow)
+    _print_status(stack)
+
+
+@app.command()
+def down() -> None:
+    """Stop exactly what `tally up` started. Data stays in .tally/ (delete it to reset)."""
+    stack = _stack()
+    with console.status("stopping") as status:
+        stack.down(progress=lambda what: status.update(f"stopping {what}"))
+    console.print("stack stopped; state kept in " + str(stack.home))
+
+
+@app.command()
+def status() -> None:
+    """Show each service's health and address."""
+    stack = _stack()
+    if not stack.state:
+        console.print("no stack here yet: run [bold]tally up[/bold]")
+        raise typer.Exit(1)
+    healthy = _print_status(stack)
+    raise typer.Exit(0 if healthy else 1)
+
+
+def _print_status(stack) -> bool:
+    table = Table(title=f"Tally local stack ({stack.home})", title_justify="left")
+    for col in ("service", "health", "pid", "address", "notes"):
+        table.add_column(col)
+    all_ok = True
+    for s in stack.status():
+        all_ok &= s.healthy
+        table.add_row(s.name, "[green]healthy[/green]" if s.healthy else "[red]down[/red]", str(s.pid or ""),
+                      s.address, s.detail)
+    console.print(table)
+    return all_ok
+
+
+@app.command()
+def seed(
+    seed: int = 7,
+    accounts: int = 200,
+    opportunities: int = 1000,
+    users: int = 12,
+    days: int = 30,
+    as_of: Annotated[str | None, typer.Option(help="End of the generated history (YYYY-MM-DD, exclusive); default today.")] = None,
+) -> None:
+    """Fill the Salesforce simulator and the ERP database with deterministic synthetic data."""
+    from tally import generator
+    from tally.seed import seed_erp, seed_salesforce
+
+    stack = _require_stack()
+    end = datetime.fromisoformat(as_of).replace(tzinfo=UTC) if as_of else generator.default_as_of()
+    scale = generator.Scale(accounts=accounts, opportunities=opportunities, users=users, days=days)
+    data = generator.generate(scale, seed=seed, as_of=end)
+    seed_salesforce(stack.state["sfsim"]["db"], data)
+    seed_erp(stack.postgres("erp"), data)
+    stack.state["seed"] = {"seed": seed, "scale": scale.__dict__, "as_of": end.isoformat()}
+    stack._save()
+    table = Table(title=f"Seeded (seed={seed}, history to {end.date()})", title_justify="left")
+    table.add_column("dataset")
+    table.add_column("rows", justify="right")
+    for name, n in data.counts().items():
+        table.add_row(name, f"{n:,}")
+    console.print(table)
+
+
+def default_ds(stack) -> str:
+    """The last day of seeded history, else yesterday (UTC)."""
+    as_of = stack.state.get("seed", {}).get("as_of")
+    end = datetime.fromisoformat(as_of) if as_of else datetime.now(UTC)
+    return (end.date() - timedelta(days=1)).isoformat()
+
+
+def airflow_client(stack):
+    from tally.airflow_client import AirflowClient
+    from tally.stack.airflow import ADMIN_USER
+
+    return AirflowClient(stack.airflow_url, ADMIN_USER, stack.state["airflow"]["admin_password"])
+
+
+def trigger_and_watch(stack, ds: str, timeout: float = 1800) -> dict:
+    """Trigger tally_daily for ds through the scheduler and show live progress; returns the run."""
+    from tally.generator import ds_interval
+
+    client = airflow_client(stack)
+    with console.status("waiting for the dag-processor to parse tally_daily"):
+        client.wait_for_dag(DAG_ID)
+    client.unpause(DAG_ID)
+    start, end = ds_interval(ds)
+    run_id = f"tally__{ds}__{int(time.time())}"
+    client.trigger(DAG_ID, start, end, run_id=run_id)
+    deadline = time.monotonic() + timeout
+    began = time.monotonic()
+    with Live(console=console, refresh_per_second=2) as live:
+        while True:
+            run = client.run(DAG_ID, run_id)
+            tasks = client.tasks(DAG_ID, run_id)
+            live.update(_progress_table(ds, run, tasks, time.monotonic() - began))
+            if run["state"] in ("success", "failed") or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+    if run["state"] != "success":
+        failed = [t for t in tasks if t.state in ("failed", "upstream_failed")]
+        for t in failed[:2]:
+            if t.state == "failed":
+                log = client.task_log(DAG_ID, run_id, t.task_id, max(t.try_number, 1))
+                console.print(f"[red]--- {t.task_id} log (tail) ---[/red]\n" + "\n".join(log.splitlines()[-40:]))
+    return run
+
+
+def _progress_table(ds: str, run: dict, tasks, elapsed: float) -> Table:
+    done = sum(1 for t in tasks if t.state in ("success", "skipped"))
+    table = Table(title=f"tally_daily ds={ds}: {run['state']}  {done}/{len(tasks)} tasks  {elapsed:.0f}s",
+                  title_justify="left")
+    table.add_column("task")
+    table.add_column("state")
+    table.add_column("seconds", justify="right")
+    for t in sorted(tasks, key=lambda t: t.task_id):
+        style = STATE_STYLE.get(t.state or "", "dim")
+        table.add_row(t.task_id, f"[{style}]{t.state or 'none'}[/{style}]",
+                      f"{t.duration:.1f}" if t.duration else "")
+    return table
+
+
+@app.command("run")
+def run_cmd(ds: Annotated[str | None, typer.Option(help="Logical date YYYY-MM-DD; default: last seeded day.")] = None) -> None:
+    """Run tally_daily for one ds through the Airflow scheduler, then print the summary."""
+    stack = _require_stack()
+    ds = ds or default_ds(stack)
+    run = trigger_and_watch(stack, ds)
+    summary(stack, ds)
+    raise typer.Exit(0 if run["state"] == "success" else 1)
+
+
+@app.command()
+def demo(
+    accounts: int = 200, opportunities: int = 1000, users: int = 12, days: int = 30, seed_value: Annotated[int, typer.Option("--seed")] = 7,
+) -> None:
+    """Start the stack, seed it, run one ds through every stage, and summarise."""
+    stack = _stack()
+    with console.status("starting the local stack") as status:
+        stack.up(progress=lambda what: status.update(f"starting {what}"))
+    _print_status(stack)
+    seed(seed=seed_value, accounts=accounts, opportunities=opportunities, users=users, days=days, as_of=None)
+    stack = _stack()
+    ds = default_ds(stack)
+    run = trigger_and_watch(stack, ds)
+    summary(stack, ds)
+    raise typer.Exit(0 if run["state"] == "success" else 1)
+
+
+def summary(stack, ds: str) -> None:
+    import psycopg
+
+    from tally import ledger, validation_log
+    from tally.report import divergences, flow_table, gates_table
+
+    wh = stack.postgres("warehouse")
+    with psycopg.connect(wh.conninfo()) as conn:
+        flow = ledger.flow(conn, ds)
+        gates = validation_log.latest(conn, ds)
+        exists = conn.execute("SELECT to_regclass('marts.mart_rep_performance')").fetchone()[0]
+        mart_rows = conn.execute(
+            "SELECT count(*) FROM marts.mart_rep_performance WHERE ds = %s", (ds,)
+        ).fetchone()[0] if exists else 0
+    console.print(flow_table(flow, ds))
+    console.print(gates_table(gates))
+    for line in divergences(flow):
+        console.print(f"[red]{line}[/red]")
+    console.print(f"\n[bold]mart_rep_performance[/bold]: {mart_rows:,} rows for ds={ds}")
+    pgpass = stack.write_pgpass()
+    console.print(f"Airflow UI: [link={stack.airflow_url}]{stack.airflow_url}[/link]  login: admin, password in "
+                  f"{stack.home / 'airflow' / 'passwords.json'}")
+    psql = " ".join([f"PGPASSFILE={pgpass}", "psql", "-h", wh.host, "-p", str(wh.port), "-U", wh.user, wh.dbname,
+                     "-c", f"'{ANALYST_QUERY}'"])
+    console.print(f"Analysts, paste:\n  [bold]{psql}[/bold]")
+    console.print("The stack keeps running: [bold]make down[/bold] (or `tally down`) stops it; "
+                  "delete .tally/ to reset.")
+
+
+@app.command()
+def reconcile(ds: Annotated[str, typer.Option(help="Logical date YYYY-MM-DD")]) -> None:
+    """Print rows at every hop for ds from the ledger and name the first hop that lost rows."""
+    import psycopg
+
+    from tally import ledger
+    from tally.report import divergences, flow_table
+
+    stack = _require_stack()
+    with psycopg.connect(stack.postgres("warehouse").conninfo()) as conn:
+        flow = ledger.flow(conn, ds)
+    if not flow:
+        console.print(f"no ledger entries for ds={ds}")
+        raise typer.Exit(1)
+    console.print(flow_table(flow, ds))
+    lost = divergences(flow)
+    for line in lost:
+        console.print(f"[red]{line}[/red]")
+    raise typer.Exit(1 if lost else 0)
+
+
+@app.command("env")
+def env_cmd() -> None:
+    """Print the path of the env file to `source` for using the airflow CLI against the stack."""
+    stack = _require_stack()
+    console.print(str(stack.write_env_file()))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,189 @@
+"""Deterministic synthetic sales data: the ground truth of the embedded stack and the tests.
+
+``generate(Scale(...), seed, as_of)`` returns every record of every source as plain dicts.
+The same seed, scale and ``as_of`` give the same data, byte for byte. All timestamps fall
+in ``[as_of - days, as_of)``, so a run for the ds ending at ``as_of`` sees everything.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+from tally import sfid
+
+REGIONS = {
+    "AMER": ["United States", "Canada", "Brazil", "Mexico"],
+    "EMEA": ["Germany", "France", "United Kingdom", "Spain", "Netherlands"],
+    "APAC": ["Japan", "Australia", "Singapore", "India"],
+}
+INDUSTRIES = ["Technology", "Finance", "Retail", "Manufacturing", "Healthcare", "Energy"]
+OPEN_STAGES = {
+    "Prospecting": 10.0,
+    "Qualification": 20.0,
+    "Needs Analysis": 40.0,
+    "Value Proposition": 50.0,
+    "Proposal/Price Quote": 75.0,
+    "Negotiation/Review": 90.0,
+}
+ORDER_STATUSES = ["open", "shipped", "invoiced", "cancelled"]
+FIRST = ["Ada", "Grace", "Alan", "Linus", "Barbara", "Ken", "Edsger", "Frances", "Donald", "Radia",
+         "Tim", "Margaret", "John", "Sophie", "Guido", "Anita", "Bjarne", "Katherine", "Dennis", "Hedy"]
+LAST = ["Lovelace", "Hopper", "Turing", "Torvalds", "Liskov", "Thompson", "Dijkstra", "Allen", "Knuth",
+        "Perlman", "Berners-Lee", "Hamilton", "Backus", "Wilson", "van Rossum", "Borg", "Stroustrup",
+        "Johnson", "Ritchie", "Lamarr"]
+
+
+@dataclass(frozen=True)
+class Scale:
+    accounts: int = 200
+    opportunities: int = 1000
+    users: int = 12
+    days: int = 30
+    orders_per_customer: int = 3
+
+
+@dataclass
+class SyntheticData:
+    seed: int
+    scale: Scale
+    as_of: datetime
+    salesforce: dict[str, list[dict]] = field(default_factory=dict)
+    erp: dict[str, list[dict]] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        return {**{f"salesforce.{k}": len(v) for k, v in self.salesforce.items()},
+                **{f"erp.{k}": len(v) for k, v in self.erp.items()}}
+
+
+def default_as_of() -> datetime:
+    """Midnight UTC today: the end of yesterday's data interval."""
+    now = datetime.now(UTC)
+    return datetime(now.year, now.month, now.day, tzinfo=UTC)
+
+
+def generate(scale: Scale = Scale(), seed: int = 7, as_of: datetime | None = None) -> SyntheticData:
+    as_of = (as_of or default_as_of()).astimezone(UTC)
+    rng = random.Random(seed)
+    start = as_of - timedelta(days=scale.days)
+    span = int((as_of - start).total_seconds())
+
+    def moment(after: datetime | None = None) -> datetime:
+        lo = int(((after or start) - start).total_seconds())
+        return start + timedelta(seconds=rng.randrange(lo, span))
+
+    data = SyntheticData(seed=seed, scale=scale, as_of=as_of)
+    region_names = sorted(REGIONS)
+
+    users = []
+    for n in range(scale.users):
+        created = moment()
+        users.append({
+            "Id": sfid.make("005", 1000 + n),
+            "Name": f"{FIRST[n % len(FIRST)]} {LAST[(n * 7) % len(LAST)]}",
+            "Email": f"rep{n}@example.com",
+            "IsActive": rng.random() > 0.1,
+            "Region__c": region_names[n % len(region_names)],
+            "CreatedDate": created,
+            "SystemModstamp": moment(created),
+        })
+    data.salesforce["User"] = users
+
+    accounts = []
+    for n in range(scale.accounts):
+        owner = rng.choice(users)
+        country = rng.choice(REGIONS[owner["Region__c"]])
+        created = moment()
+        accounts.append({
+            "Id": sfid.make("001", 5000 + n),
+            "Name": f"Account {n:05d} {rng.choice(INDUSTRIES)}",
+            "BillingCountry": country,
+            "Industry": rng.choice(INDUSTRIES),
+            "OwnerId": owner["Id"],
+            "IsDeleted": False,
+            "CreatedDate": created,
+            "SystemModstamp": moment(created),
+        })
+    data.salesforce["Account"] = accounts
+
+    opportunities = []
+    for n in range(scale.opportunities):
+        account = rng.choice(accounts)
+        owner = rng.choice(users) if rng.random() < 0.2 else next(u for u in users if u["Id"] == account["OwnerId"])
+        roll = rng.random()
+        if roll < 0.3:
+            stage, prob = "Closed Won", 100.0
+        elif roll < 0.5:
+            stage, prob = "Closed Lost", 0.0
+        else:
+            stage, prob = rng.choice(sorted(OPEN_STAGES.items()))
+        closed = stage.startswith("Closed")
+        amount = Decimal(0) if rng.random() < 0.03 else Decimal(rng.randrange(1_000_00, 250_000_00)) / 100
+        created = moment()
+        opportunities.append({
+            "Id": sfid.make("006", 90000 + n),
+            "Name": f"{account['Name']} - deal {n}",
+            "AccountId": account["Id"],
+            "OwnerId": owner["Id"],
+            "StageName": stage,
+            "Amount": amount,
+            "Probability": prob,
+            "CloseDate": (created + timedelta(days=rng.randrange(0, 120))).date(),
+            "IsClosed": closed,
+            "IsWon": stage == "Closed Won",
+            "IsDeleted": rng.random() < 0.02,
+            "CreatedDate": created,
+            "SystemModstamp": moment(created),
+        })
+    data.salesforce["Opportunity"] = opportunities
+
+    customers, orders = [], []
+    for n, account in enumerate(accounts):
+        created = moment()
+        ref = _messy_reference(rng, account["Id"])
+        customers.append({
+            "customer_id": 10_000 + n,
+            "name": account["Name"].upper(),
+            "country": account["BillingCountry"],
+            "sf_account_ref": ref,
+            "created_at": created,
+            "updated_at": moment(created),
+        })
+    order_no = 500_000
+    for customer in customers:
+        for _ in range(rng.randrange(0, scale.orders_per_customer * 2 + 1)):
+            created = moment(customer["created_at"])
+            orders.append({
+                "order_id": order_no,
+                "customer_id": customer["customer_id"],
+                "order_date": created.date(),
+                "status": rng.choice(ORDER_STATUSES),
+                "currency": rng.choice(["USD", "USD", "EUR", "GBP"]),
+                "total_amount": Decimal(rng.randrange(50_00, 90_000_00)) / 100,
+                "created_at": created,
+                "updated_at": moment(created),
+            })
+            order_no += 1
+    data.erp["customers"] = customers
+    data.erp["sales_orders"] = orders
+    return data
+
+
+def _messy_reference(rng: random.Random, account_id: str) -> str | None:
+    """ERP users type account references by hand: 18-char, 15-char, wrong case, or nothing."""
+    roll = rng.random()
+    if roll < 0.70:
+        return account_id
+    if roll < 0.85:
+        return account_id[:15]
+    if roll < 0.92:
+        return account_id.lower()
+    return None
+
+
+def ds_interval(ds: str) -> tuple[datetime, datetime]:
+    day = date.fromisoformat(ds)
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return start, start + timedelta(days=1)

@@ -1,0 +1,1 @@
+"""The embedded local stack: `tally up | down | status` without Docker."""

@@ -1,0 +1,123 @@
+"""Airflow 3 for the embedded stack: environment, metadata DB migration, the four components."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tally.config import REPO_ROOT, PostgresConn, dags_folder
+
+COMPONENTS = ("scheduler", "dag-processor", "triggerer", "api-server")
+ADMIN_USER = "admin"
+
+
+def venv_bin() -> Path:
+    return Path(sys.executable).parent
+
+
+def spark_home() -> str:
+    import importlib.util
+
+    spec = importlib.util.find_spec("pyspark")
+    assert spec is not None and spec.origin is not None, "pyspark is not installed"
+    return str(Path(spec.origin).parent)
+
+
+def connections(state: dict) -> dict[str, str]:
+    """``AIRFLOW_CONN_*`` values for the stack's services (JSON form)."""
+    pg = state["postgres"]
+    conns: dict[str, dict] = {}
+    for conn_id, db in (("tally_warehouse", "warehouse"), ("tally_erp", "erp")):
+        conns[conn_id] = {
+            "conn_type": "postgres", "host": "127.0.0.1", "port": pg["port"],
+            "login": pg["user"], "password": pg["password"], "schema": db,
+        }
+    sf = state["sfsim"]
+    conns["tally_salesforce"] = {
+        "conn_type": "http", "host": f"https://127.0.0.1:{sf['port']}",
+        "login": sf["username"], "password": sf["password"],
+        "extra": {"security_token": sf["security_token"], "ca_bundle": sf["cert"], "api_version": "62.0"},
+    }
+    s3 = state["s3"]
+    conns["tally_lake"] = {
+        "conn_type": "generic", "host": state["lake_uri"],
+        "login": s3["access_key"], "password": s3["secret_key"],
+        "extra": {"endpoint_url": f"http://127.0.0.1:{s3['port']}", "region_name": "us-east-1"},
+    }
+    conns["tally_kafka"] = {"conn_type": "generic", "host": "127.0.0.1", "port": state["kafka"]["port"]}
+    conns["spark_default"] = {
+        "conn_type": "spark", "host": "local[2]",
+        "extra": {"deploy-mode": "client", "spark-binary": "spark-submit"},
+    }
+    return {f"AIRFLOW_CONN_{k.upper()}": json.dumps(v) for k, v in conns.items()}
+
+
+def environment(state: dict, home: Path) -> dict[str, str]:
+    """Everything Airflow's processes (and the tasks they run) need, besides os.environ."""
+    pg = state["postgres"]
+    af = state["airflow"]
+    meta = PostgresConn("127.0.0.1", pg["port"], pg["user"], pg["password"], "airflow")
+    airflow_home = home / "airflow"
+    api = f"http://127.0.0.1:{af['port']}"
+    env = {
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder()),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api}/execution/",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(airflow_home / "passwords.json"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": meta.uri("postgresql+psycopg2"),
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(af["port"]),
+        "AIRFLOW__API__BASE_URL": api,
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__API__SECRET_KEY": af["secret_key"],
+        "AIRFLOW__API_AUTH__JWT_SECRET": af["jwt_secret"],
+        # Locally, runs start when someone triggers them (`tally run`, `make demo`, the UI):
+        # set TALLY_AIRFLOW_SCHEDULE=true before `tally up` to let the scheduler create the
+        # daily runs by itself, as production does.
+        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": os.environ.get("TALLY_AIRFLOW_SCHEDULE", "false"),
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "15",
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(airflow_home / "logs"),
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+        "TALLY_HOME": str(home),
+        "SPARK_HOME": spark_home(),
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "PYSPARK_PYTHON": sys.executable,
+        "PATH": f"{venv_bin()}{os.pathsep}{os.environ.get('PATH', '')}",
+        "NO_PROXY": "127.0.0.1,localhost",
+        **connections(state),
+    }
+    return env
+
+
+def write_passwords(home: Path, password: str) -> None:
+    path = home / "airflow" / "passwords.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump({ADMIN_USER: password}, fh)
+
+
+def migrate(env: dict[str, str], log: Path) -> None:
+    """``airflow db migrate`` (idempotent)."""
+    with open(log, "ab") as out:
+        proc = subprocess.run(
+            [str(venv_bin() / "airflow"), "db", "migrate"],
+            env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
+        )
+    if proc.returncode != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+        raise RuntimeError(f"airflow db migrate failed (see {log}):\n{tail}")
+
+
+def command(component: str) -> list[str]:
+    return [str(venv_bin() / "airflow"), *component.split()]

