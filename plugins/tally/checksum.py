@@ -47,7 +47,7 @@ def postgres_sql(column_sql: str) -> str:
     # ('x'||h)::bit(64)::bigint is signed; shift into unsigned before summing.
     part = f"('x' || substr(md5(({column_sql})::text), 1, 16))::bit(64)::bigint::numeric"
     unsigned = f"(CASE WHEN {part} < 0 THEN {part} + 18446744073709551616 ELSE {part} END)"
-    return f"lpad(ops.to_hex_numeric(coalesce(sum({unsigned}), 0) % 18446744073709551616), 16, '0')"
+    return f"lpad(ops.to_hex_numeric(mod(coalesce(sum({unsigned}), 0), 18446744073709551616)), 16, '0')"
 
 
 # to_hex() in Postgres only takes bigint; this helper handles numeric up to 2**64.

@@ -170,7 +170,7 @@ def gate_mart(res: Resources, ds: str) -> list[dict]:
     result = validate_postgres_table(
         "mart.mart_rep_performance", res.warehouse.conninfo(), MART[0], MART[1],
         {"expected_rows": curated.num_rows, "expected_won_amount": float(expected_won)},
-        where=f"ds = '{ds}'",
+        where={"ds": ds},
     )
     with psycopg.connect(res.warehouse.conninfo()) as conn:
         m = measure(conn, MART[0], MART[1], "owner_id", ds, ds_column="ds")

@@ -19,7 +19,7 @@ from tally.catalog import Dataset
 from tally.config import SalesforceConn
 from tally.lake import Lake, arrow_schema
 from tally.landing import batches_from_rows, interval_start, land
-from tally.sources.salesforce_auth import login
+from tally.sources.salesforce_auth import VerifyingSession, login
 
 
 def soql_datetime(value: datetime) -> str:
@@ -65,9 +65,8 @@ def convert(dataset: Dataset, record: dict) -> dict:
 class SalesforceSource:
     def __init__(self, conn: SalesforceConn) -> None:
         self.conn = conn
-        self.session = requests.Session()
-        if conn.ca_bundle:
-            self.session.verify = conn.ca_bundle
+        # requests ignores Session.verify when REQUESTS_CA_BUNDLE is set (requests#3829).
+        self.session = VerifyingSession(conn.ca_bundle) if conn.ca_bundle else requests.Session()
         self._sf: Salesforce | None = None
 
     @property
@@ -83,7 +82,8 @@ class SalesforceSource:
 
     def count(self, dataset: Dataset, start: datetime | None, end: datetime) -> int:
         soql = f"SELECT COUNT() FROM {dataset.name} WHERE {where_clause(dataset, start, end)}"
-        return int(self.sf.query_all(soql, include_deleted=True)["totalSize"])
+        # query_all() rewrites totalSize to len(records), which is 0 for COUNT(): use query().
+        return int(self.sf.query(soql, include_deleted=True)["totalSize"])
 
     def records(self, dataset: Dataset, start: datetime | None, end: datetime) -> Iterator[dict]:
         soql = (f"SELECT {', '.join(dataset.field_names)} FROM {dataset.name} "

@@ -86,6 +86,22 @@ class Stack:
         pg = self.state["postgres"]
         return PostgresConn("127.0.0.1", pg["port"], pg["user"], pg["password"], dbname)
 
+    def resources(self, run_id: str | None = None):
+        """Core resources pointing at this stack (what the Airflow Connections point at)."""
+        from tally.config import SalesforceConn
+        from tally.lake import Lake
+        from tally.pipeline import Resources
+
+        sf = self.state["sfsim"]
+        return Resources(
+            lake=Lake(self.state["lake_uri"]),
+            warehouse=self.postgres("warehouse"),
+            erp=self.postgres("erp"),
+            salesforce=SalesforceConn(f"https://127.0.0.1:{sf['port']}", sf["username"], sf["password"],
+                                      sf["security_token"], ca_bundle=sf["cert"]),
+            run_id=run_id,
+        )
+
     def airflow_env(self) -> dict[str, str]:
         return airflow.environment(self.state, self.home)
 

@@ -1,0 +1,49 @@
+{#-
+    Rep performance for one logical date: the Spark job's rankings for that ds, with win rate and
+    whether the rep is still active. ds = var('ds') ('YYYY-MM-DD'), else the latest ranked ds.
+
+    Incremental, ds-partitioned: the pre-hook deletes the run's ds first and delete+insert on
+    (ds, owner_id) writes it again, all in one transaction, so re-running a ds replaces exactly
+    that ds and leaves the others. (--full-refresh rebuilds the table with the run's ds only.)
+-#}
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key=['ds', 'owner_id'],
+        on_schema_change='append_new_columns',
+        pre_hook="{{ delete_ds_partition(var('ds', none), source('curated', 'rep_rankings')) }}",
+    )
+}}
+
+{%- set run_ds_sql = run_ds(var('ds', none), source('curated', 'rep_rankings')) %}
+
+with rankings as (
+    select *
+    from {{ source('curated', 'rep_rankings') }}
+    where _ds = {{ run_ds_sql }}
+),
+
+users as (
+    select user_id, is_active
+    from {{ ref('stg_sf__users') }}
+)
+
+select
+    cast(rankings._ds as date) as ds,
+    rankings.owner_id,
+    rankings.owner_name,
+    rankings.region,
+    rankings.won_amount,
+    rankings.won_count,
+    rankings.closed_count,
+    -- Exact numeric division; trim_scale drops the trailing zeros Postgres pads the quotient
+    -- with (0.75 rather than 0.75000000000000000000). Null when the rep closed nothing.
+    trim_scale(cast(rankings.won_count as numeric) / nullif(rankings.closed_count, 0)) as win_rate,
+    rankings.open_pipeline,
+    rankings.opportunity_count,
+    rankings.percent_rank as percent_rank_in_region,
+    users.is_active
+from rankings
+left join users
+    on users.user_id = rankings.owner_id

@@ -1,0 +1,17 @@
+-- ERP sales orders: the latest version of each order.
+with latest as (
+    {{ latest_version(source('raw', 'erp_sales_orders'), 'order_id', 'updated_at') }}
+)
+
+select
+    order_id,
+    customer_id,
+    order_date,
+    status as order_status,
+    currency as currency_code,
+    total_amount,
+    created_at,
+    updated_at,
+    _ds as loaded_ds,
+    _loaded_at as loaded_at
+from latest

@@ -1,0 +1,17 @@
+-- Salesforce accounts: the latest version of each account, deleted accounts excluded.
+with latest as (
+    {{ latest_version(source('raw', 'sf_account'), 'id', 'system_modstamp') }}
+)
+
+select
+    id as account_id,
+    name as account_name,
+    billing_country,
+    industry,
+    owner_id,
+    created_date as created_at,
+    system_modstamp as modified_at,
+    _ds as loaded_ds,
+    _loaded_at as loaded_at
+from latest
+where not coalesce(is_deleted, false)

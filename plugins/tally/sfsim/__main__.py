@@ -1,0 +1,65 @@
+"""``python -m tally.sfsim``: serve the Salesforce simulator until SIGTERM/SIGINT.
+
+Missing certificate/key files are generated (127.0.0.1, localhost and ``--host``); a missing
+credentials file is generated with random secrets. One log line per request goes to stderr;
+passwords, tokens and query strings other than SOQL are never logged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from tally.sfsim.server import MAX_BATCH_SIZE, make_server, write_credentials
+from tally.sfsim.tls import ensure_certificate
+
+log = logging.getLogger("tally.sfsim")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tally.sfsim", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8443)
+    parser.add_argument("--db", required=True, type=Path, help="SQLite store file")
+    parser.add_argument("--cert", required=True, type=Path, help="PEM certificate chain (also the CA bundle)")
+    parser.add_argument("--key", required=True, type=Path, help="PEM private key")
+    parser.add_argument("--credentials", required=True, type=Path, help="credentials JSON file")
+    parser.add_argument(
+        "--page-size", type=int, default=MAX_BATCH_SIZE, help="query page size (default 2000)"
+    )
+    parser.add_argument("--session-ttl", type=float, default=7200.0, help="idle session lifetime, seconds")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s sfsim %(message)s")
+    hosts = tuple(
+        dict.fromkeys(h for h in ("127.0.0.1", "localhost", args.host) if h not in ("0.0.0.0", "::"))
+    )
+    if ensure_certificate(args.cert, args.key, hosts):
+        log.info("generated TLS certificate %s for %s", args.cert, ", ".join(hosts))
+    if not args.credentials.exists():
+        write_credentials(args.credentials)
+        log.info("generated credentials file %s", args.credentials)
+
+    server = make_server(
+        args.db, args.credentials, args.host, args.port, args.page_size, args.cert, args.key, args.session_ttl
+    )
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    log.info("serving %s (db %s, page size %d)", server.base_url, args.db, args.page_size)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        log.info("stopping")
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

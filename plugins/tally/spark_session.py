@@ -1,0 +1,215 @@
+"""One SparkSession builder for Tally, tuned for small-to-medium jobs on the machine at hand.
+
+``build_session`` works both in-process (pyspark launches its own JVM) and under
+``spark-submit`` (the JVM already exists; settings given with ``--conf`` win over our
+defaults). ``spark_env`` is the environment a ``spark-submit`` subprocess needs when Spark
+comes from the pyspark wheel. ``spark_checksum`` is ``tally.checksum.checksum`` in Spark SQL.
+
+Environment overrides (all optional):
+
+- ``TALLY_SPARK_MASTER``: master when none is given and not under spark-submit (``local[*]``)
+- ``TALLY_SPARK_DRIVER_MEMORY`` (``1g``), ``TALLY_SPARK_EXECUTOR_MEMORY`` (``1g``)
+- ``TALLY_SPARK_SHUFFLE_PARTITIONS`` (2 x cores, at least 2)
+- ``TALLY_SPARK_BROADCAST_MB`` (32): tables below this are broadcast in joins
+- ``TALLY_SPARK_LOG_LEVEL`` (``WARN``)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pyspark is heavy to import; keep it off import time
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+MOD_SQL = "18446744073709551616"  # 2**64
+DEFAULT_LOCAL_IP = "127.0.0.1"
+
+
+def machine_cores() -> int:
+    """CPU cores this process may use (respects affinity / cgroup cpusets)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def master_cores(master: str | None) -> int:
+    """Cores a master gives the job: ``local[N]``/``local[N,F]`` -> N, otherwise the machine's."""
+    m = re.fullmatch(r"local\[(\d+)(?:,\d+)?\]", master or "")
+    if m:
+        return max(1, int(m.group(1)))
+    return machine_cores()
+
+
+def shuffle_partitions(master: str | None = None) -> int:
+    env = os.environ.get("TALLY_SPARK_SHUFFLE_PARTITIONS")
+    if env:
+        return max(1, int(env))
+    return max(2, 2 * master_cores(master))
+
+
+def spark_home() -> str:
+    """The Spark installation: ``$SPARK_HOME`` if set, else the installed pyspark folder."""
+    if os.environ.get("SPARK_HOME"):
+        return os.environ["SPARK_HOME"]
+    import importlib.util
+
+    spec = importlib.util.find_spec("pyspark")
+    if spec is None or not spec.origin:
+        raise RuntimeError("pyspark is not installed in this Python environment")
+    return str(Path(spec.origin).parent)
+
+
+def spark_submit_bin() -> str:
+    return os.path.join(spark_home(), "bin", "spark-submit")
+
+
+def _tally_import_root() -> str:
+    """The folder that holds the ``tally`` package (``plugins/``)."""
+    return str(Path(__file__).resolve().parent.parent)
+
+
+def spark_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment for a ``spark-submit`` subprocess (a full copy of ``base``/``os.environ``).
+
+    Sets SPARK_HOME (the pyspark folder unless already set), PYSPARK_PYTHON and
+    PYSPARK_DRIVER_PYTHON (this interpreter, so the job sees the same packages), SPARK_LOCAL_IP
+    (unless set) and puts the folder holding ``tally`` on PYTHONPATH.
+    """
+    env = dict(os.environ if base is None else base)
+    env.setdefault("SPARK_HOME", spark_home())
+    env.setdefault("PYSPARK_PYTHON", sys.executable)
+    env.setdefault("PYSPARK_DRIVER_PYTHON", env["PYSPARK_PYTHON"])
+    env.setdefault("SPARK_LOCAL_IP", DEFAULT_LOCAL_IP)
+    root = _tally_import_root()
+    parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if root not in parts:
+        env["PYTHONPATH"] = os.pathsep.join([root, *parts])
+    return env
+
+
+def default_conf(master: str | None) -> dict[str, str]:
+    """Tally's Spark defaults for a job on ``master`` (None = unknown / cluster default)."""
+    broadcast_mb = int(os.environ.get("TALLY_SPARK_BROADCAST_MB", "32"))
+    conf = {
+        "spark.sql.shuffle.partitions": str(shuffle_partitions(master)),
+        "spark.sql.adaptive.enabled": "true",
+        "spark.sql.adaptive.coalescePartitions.enabled": "true",
+        "spark.sql.adaptive.skewJoin.enabled": "true",
+        "spark.sql.autoBroadcastJoinThreshold": f"{broadcast_mb}m",
+        "spark.sql.adaptive.autoBroadcastJoinThreshold": f"{broadcast_mb}m",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.driver.memory": os.environ.get("TALLY_SPARK_DRIVER_MEMORY", "1g"),
+        "spark.executor.memory": os.environ.get("TALLY_SPARK_EXECUTOR_MEMORY", "1g"),
+        # Parquet that pyarrow, Postgres loaders and the lake schema agree on.
+        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+        # The lake's commit marker is our manifest, not Hadoop's _SUCCESS.
+        "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
+        "spark.ui.showConsoleProgress": "false",
+    }
+    if master is None or master.startswith("local"):
+        conf["spark.ui.enabled"] = "false"
+        conf["spark.driver.host"] = os.environ.get("SPARK_LOCAL_IP", DEFAULT_LOCAL_IP)
+        conf["spark.driver.bindAddress"] = conf["spark.driver.host"]
+    return conf
+
+
+def _under_spark_submit() -> bool:
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def build_session(
+    app_name: str,
+    master: str | None = None,
+    extra_conf: Mapping[str, str] | None = None,
+) -> SparkSession:
+    """Create (or reuse) the SparkSession with Tally's defaults.
+
+    In-process, ``master`` defaults to ``$TALLY_SPARK_MASTER`` or ``local[*]``. Under
+    spark-submit the submitted master and ``--conf`` values are kept; our defaults only
+    fill gaps (``master`` is then ignored unless spark-submit gave none).
+    """
+    os.environ.setdefault("SPARK_LOCAL_IP", DEFAULT_LOCAL_IP)
+    os.environ.setdefault("SPARK_HOME", spark_home())
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+
+    from pyspark import SparkConf
+    from pyspark.core.context import SparkContext
+    from pyspark.sql import SparkSession
+
+    submitted: dict[str, str] = {}
+    if _under_spark_submit():
+        SparkContext._ensure_initialized()  # connects to spark-submit's JVM
+        submitted = dict(SparkConf().getAll())  # spark-submit's --master/--conf
+        effective_master = submitted.get("spark.master") or master or "local[*]"
+    else:
+        effective_master = master or os.environ.get("TALLY_SPARK_MASTER") or "local[*]"
+
+    conf = default_conf(effective_master)
+    conf.update(extra_conf or {})
+    builder = SparkSession.builder.appName(app_name)
+    if "spark.master" not in submitted:
+        builder = builder.master(effective_master)
+    for key, value in conf.items():
+        if key not in submitted:
+            builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(os.environ.get("TALLY_SPARK_LOG_LEVEL", "WARN"))
+    return spark
+
+
+def has_class(spark: SparkSession, class_name: str) -> bool:
+    """Whether the driver JVM can load ``class_name`` (e.g. a Hadoop FileSystem)."""
+    jvm = spark.sparkContext._jvm
+    try:
+        loader = jvm.Thread.currentThread().getContextClassLoader()
+        jvm.java.lang.Class.forName(class_name, False, loader)
+        return True
+    except Exception:  # py4j wraps ClassNotFoundException
+        return False
+
+
+# -- the key checksum ----------------------------------------------------------------------
+def key_hash_col(key: Column | str) -> Column:
+    """Per-key unsigned 64-bit hash as decimal(38,0): ``conv(substr(md5(key),1,16),16,10)``."""
+    from pyspark.sql import functions as F
+
+    col = F.col(key) if isinstance(key, str) else key
+    return F.conv(F.substring(F.md5(col.cast("string")), 1, 16), 16, 10).cast("decimal(38,0)")
+
+
+def checksum_sql(column_sql: str) -> str:
+    """Spark SQL aggregate expression computing the checksum of ``column_sql``.
+
+    ``column_sql`` must already be a safely quoted identifier or expression.
+    """
+    part = f"CAST(conv(substr(md5(CAST({column_sql} AS STRING)), 1, 16), 16, 10) AS DECIMAL(38,0))"
+    total = f"pmod(coalesce(sum({part}), CAST(0 AS DECIMAL(38,0))), CAST({MOD_SQL} AS DECIMAL(38,0)))"
+    return f"lower(lpad(conv(CAST({total} AS STRING), 10, 16), 16, '0'))"
+
+
+def checksum_col(key: Column | str) -> Column:
+    """Aggregate column: the key checksum as 16 lowercase hex digits."""
+    from pyspark.sql import functions as F
+
+    total = F.coalesce(F.sum(key_hash_col(key)), F.lit(0).cast("decimal(38,0)"))
+    mod = F.pmod(total, F.lit(MOD_SQL).cast("decimal(38,0)"))
+    return F.lower(F.lpad(F.conv(mod.cast("string"), 10, 16), 16, "0"))
+
+
+def spark_count_and_checksum(df: DataFrame, key_col: str) -> tuple[int, str]:
+    """Row count and key checksum of ``df`` in one pass."""
+    from pyspark.sql import functions as F
+
+    row = df.agg(F.count(F.lit(1)).alias("n"), checksum_col(key_col).alias("c")).first()
+    return int(row["n"]), str(row["c"])
+
+
+def spark_checksum(df: DataFrame, key_col: str) -> str:
+    """``tally.checksum.checksum(df[key_col])``, computed by Spark."""
+    return spark_count_and_checksum(df, key_col)[1]

@@ -1,0 +1,157 @@
+"""Quality gate pushed down into a real Postgres (fixture ``warehouse_dsn``, a libpq conninfo/URI).
+
+The table lives in a schema of its own per test run (same columns as ``marts.mart_rep_performance``)
+so that it cannot collide with the marts dbt builds in the same warehouse.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from decimal import Decimal
+
+import psycopg
+import pytest
+from psycopg import sql
+from tally.quality import gate
+
+pytestmark = pytest.mark.integration
+
+SUITE = "mart.mart_rep_performance"
+DS1, DS2 = date(2024, 1, 1), date(2024, 1, 2)
+COLUMNS = """(ds date, owner_id text, owner_name text, region text, won_amount numeric(38,9),
+    won_count bigint, closed_count bigint, win_rate numeric, open_pipeline numeric(38,9),
+    opportunity_count bigint, percent_rank_in_region double precision, is_active boolean)"""
+REPS = 25
+
+
+def rep_rows(ds: date) -> list[tuple]:
+    rows = []
+    for i in range(REPS):
+        closed = i % 5
+        won = closed // 2
+        rows.append((
+            ds, f"005{i:015d}", f"Rep {i}", ["EMEA", "AMER", "APAC"][i % 3],
+            Decimal(f"{1234567 + i * 1000}.123456789") if won else Decimal(0), won, closed,
+            (Decimal(won) / Decimal(closed)) if closed else None, Decimal(f"{i * 10}.5"), closed + 3,
+            (i % 9) / 8, i % 4 != 0,
+        ))
+    return rows
+
+
+def won_total(rows: list[tuple]) -> Decimal:
+    return sum((r[4] for r in rows), Decimal(0))
+
+
+@pytest.fixture
+def mart(warehouse_dsn):
+    """A fresh mart_rep_performance with two ds of rows; yields (schema, table, rows by ds)."""
+    schema = f"marts_gate_{uuid.uuid4().hex[:8]}"
+    rows = {DS1: rep_rows(DS1), DS2: rep_rows(DS2)}
+    with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+        table = sql.Identifier(schema, "mart_rep_performance")
+        conn.execute(sql.SQL("CREATE TABLE {} " + COLUMNS).format(table))
+        with conn.cursor() as cur:
+            cur.executemany(sql.SQL("INSERT INTO {} VALUES (" + ", ".join(["%s"] * 12) + ")").format(table),
+                            rows[DS1] + rows[DS2])
+    try:
+        yield schema, "mart_rep_performance", rows
+    finally:
+        with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+def insert(dsn: str, schema: str, row: tuple) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("INSERT INTO {} VALUES (" + ", ".join(["%s"] * 12) + ")").format(
+                sql.Identifier(schema, "mart_rep_performance")),
+            row,
+        )
+
+
+def test_one_ds_passes(warehouse_dsn, mart):
+    schema, table, rows = mart
+    params = {"expected_rows": REPS, "expected_won_amount": won_total(rows[DS2])}
+    result = gate.validate_postgres_table(SUITE, warehouse_dsn, schema, table, params, where={"ds": DS2})
+    assert result.success, result.summary()
+    assert (result.evaluated, result.failed) == (6, 0)
+    assert result.summary() == f"{SUITE}: 6/6 passed"
+    assert result.target == f'postgres "{schema}"."mart_rep_performance" WHERE "ds" = \'2024-01-02\'::date'
+    # the same batch as a raw SQL predicate
+    again = gate.validate_postgres_table(SUITE, warehouse_dsn, schema, table, params, where="ds = '2024-01-02'")
+    assert again.success, again.summary()
+
+
+def test_whole_table_without_where(warehouse_dsn, mart):
+    schema, table, rows = mart
+    params = {"expected_rows": 2 * REPS, "expected_won_amount": won_total(rows[DS1] + rows[DS2])}
+    result = gate.validate_postgres_table(SUITE, warehouse_dsn, schema, table, params)
+    assert result.success, result.summary()
+
+
+def test_duplicate_owner_and_wrong_total_fail(warehouse_dsn, mart):
+    schema, table, rows = mart
+    dup = rows[DS2][3]
+    insert(warehouse_dsn, schema, dup)
+    insert(warehouse_dsn, schema, (DS2, "005BAD", "Bad", "EMEA", Decimal(0), 0, 0, Decimal("1.5"), 0, 0, 1.5, True))
+    expected_total = won_total(rows[DS2]) + Decimal("0.01")  # off by one cent
+    result = gate.validate_postgres_table(
+        SUITE, warehouse_dsn, schema, table,
+        {"expected_rows": REPS, "expected_won_amount": expected_total}, where={"ds": DS2},
+    )
+    assert not result.success
+    by_kind = {(f["expectation"], str(f["column"])): f for f in result.failures}
+    assert set(by_kind) == {
+        ("expect_table_row_count_to_equal", "None"),
+        ("expect_compound_columns_to_be_unique", "['ds', 'owner_id']"),
+        ("expect_column_values_to_be_between", "percent_rank_in_region"),
+        ("expect_column_values_to_be_between", "win_rate"),
+        ("expect_column_sum_to_be_between", "won_amount"),
+    }
+    count = by_kind[("expect_table_row_count_to_equal", "None")]
+    assert (count["observed"], count["expected"]) == (REPS + 2, REPS)
+    compound = by_kind[("expect_compound_columns_to_be_unique", "['ds', 'owner_id']")]
+    assert compound["observed"] == 2
+    assert compound["sample"] == [{"ds": "2024-01-02", "owner_id": dup[1]}] * 2
+    assert by_kind[("expect_column_values_to_be_between", "win_rate")]["sample"] == ["1.5"]
+    assert by_kind[("expect_column_values_to_be_between", "percent_rank_in_region")]["sample"] == [1.5]
+    total = by_kind[("expect_column_sum_to_be_between", "won_amount")]
+    assert total["observed"] == float(won_total(rows[DS2]) + dup[4])
+    assert total["expected"] == float(expected_total)
+    assert result.summary().startswith(
+        f"{SUITE}: 1/6 passed; expect_table_row_count_to_equal observed {REPS + 2} expected {REPS}; "
+        "expect_compound_columns_to_be_unique(ds, owner_id) observed 2 of 27 rows unexpected expected 0"
+    )
+    # the other ds is untouched and still passes
+    other = gate.validate_postgres_table(
+        SUITE, warehouse_dsn, schema, table,
+        {"expected_rows": REPS, "expected_won_amount": won_total(rows[DS1])}, where={"ds": DS1},
+    )
+    assert other.success, other.summary()
+
+
+def test_a_cent_off_in_the_total_is_caught(warehouse_dsn, mart):
+    schema, table, rows = mart
+    total = won_total(rows[DS2])
+    assert total > Decimal("1e7")
+    for off in (Decimal("0.01"), Decimal("-0.01")):
+        result = gate.validate_postgres_table(
+            SUITE, warehouse_dsn, schema, table,
+            {"expected_rows": REPS, "expected_won_amount": total + off}, where={"ds": DS2},
+        )
+        assert [f["expectation"] for f in result.failures] == ["expect_column_sum_to_be_between"]
+
+
+def test_uri_conninfo_and_missing_table(warehouse_dsn, mart):
+    schema, table, rows = mart
+    parts = psycopg.conninfo.conninfo_to_dict(warehouse_dsn)
+    uri = f"postgresql://{parts['user']}:{parts['password']}@{parts['host']}:{parts['port']}/{parts['dbname']}"
+    params = {"expected_rows": REPS, "expected_won_amount": won_total(rows[DS1])}
+    assert gate.validate_postgres_table(SUITE, uri, schema, table, params, where={"ds": "2024-01-01"}).success
+    # a batch that cannot be read at all is a broken pipeline: raise once, clearly
+    with pytest.raises(gate.GateError, match=f'"{schema}"."no_such_table": relation .* does not exist'):
+        gate.validate_postgres_table(SUITE, warehouse_dsn, schema, "no_such_table", params)
+    with pytest.raises(gate.GateError, match='column "dss" does not exist'):
+        gate.validate_postgres_table(SUITE, warehouse_dsn, schema, table, params, where="dss = '2024-01-01'")
