@@ -8,6 +8,7 @@ joins it only when an end-to-end test asks for it.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,9 +24,12 @@ def stack():
     from tally.stack.manager import Stack
 
     s = Stack(home=_HOME)
-    s.up(progress=lambda _: None, with_airflow=False)
-    yield s
-    s.down(progress=lambda _: None)
+    try:
+        s.up(progress=lambda _: None, with_airflow=False)
+        yield s
+    finally:  # also when start-up itself failed half-way
+        s.down(progress=lambda _: None)
+    shutil.rmtree(_HOME, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

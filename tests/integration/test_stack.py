@@ -1,0 +1,35 @@
+"""The embedded stack: status, idempotent up, the env file, and the CLI over it."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def test_every_service_is_healthy_and_up_twice_is_harmless(stack):
+    before = {s.name: s.pid for s in stack.status() if not s.name.startswith("airflow")}
+    assert all(stack.status()[i].healthy for i in range(4)), stack.status()
+    stack.up(progress=lambda _: None, with_airflow=False)
+    after = {s.name: s.pid for s in stack.status() if not s.name.startswith("airflow")}
+    assert before == after  # nothing restarted
+
+
+def test_state_files_hold_secrets_privately(stack):
+    for name in ("stack.json", "env.sh"):
+        mode = stat.S_IMODE(os.stat(stack.home / name).st_mode)
+        assert mode == 0o600, name
+    env = (stack.home / "env.sh").read_text()
+    assert "AIRFLOW_CONN_TALLY_WAREHOUSE" in env and "AIRFLOW__CORE__EXECUTOR='LocalExecutor'" in env
+
+
+def test_cli_status_reports_the_stack(stack):
+    from tally.cli import app
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(app, ["status"], env={"TALLY_HOME": str(stack.home), "COLUMNS": "200"})
+    assert "postgres" in result.output and "salesforce simulator" in result.output
+    assert "healthy" in result.output
