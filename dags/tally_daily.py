@@ -15,7 +15,8 @@ For the run's data interval (one UTC day; **ds** = the interval's start date):
 6. **gate_mart**: the mart reconciled with the curated zone (rows, won amount).
 
 Every stage writes row counts and key checksums to `ops.ledger`; every gate writes
-`ops.validation_results`. A failed gate stops everything downstream and is not retried.
+`ops.validation_results`. A failed gate stops everything downstream. Data problems raise
+`AirflowFailException` and are never retried; retries are for transient errors only.
 On-call: see the README's runbook, and `tally reconcile --ds <ds>`.
 """
 
@@ -65,7 +66,7 @@ def tally_daily():
         return run(pipeline.extract, res, dataset_id, _ds(data_interval_start), data_interval_start,
                    data_interval_end)
 
-    @task(retries=0)
+    @task
     def gate_raw(dataset_id: str, data_interval_start=None, run_id=None) -> list[dict]:
         from tally import pipeline
         from tally.airflow_adapter import resources, run
@@ -96,14 +97,14 @@ def tally_daily():
 
         return run(pipeline.load, resources(run_id), _ds(data_interval_start))
 
-    @task(retries=0)
+    @task
     def dbt_build(data_interval_start=None, run_id=None) -> None:
         from tally import pipeline
         from tally.airflow_adapter import resources, run
 
         run(pipeline.dbt_build, resources(run_id), _ds(data_interval_start))
 
-    @task(retries=0, outlets=[MART])
+    @task(outlets=[MART])
     def gate_mart(data_interval_start=None, run_id=None) -> list[dict]:
         from tally import pipeline
         from tally.airflow_adapter import resources, run

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from airflow.exceptions import AirflowFailException
 from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowFailException
 
 from tally.config import PostgresConn, SalesforceConn
 from tally.lake import Lake, S3Options

@@ -84,5 +84,15 @@ class AirflowClient:
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
         r = self.http.get(
             f"{self.base_url}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
-            headers={"Accept": "text/plain"}, timeout=self.timeout)
-        return r.text if r.ok else f"(log unavailable: {r.status_code})"
+            headers={"Accept": "application/json"}, timeout=self.timeout)
+        if not r.ok:
+            return f"(log unavailable: {r.status_code})"
+        lines = []
+        for entry in r.json().get("content", []):
+            if isinstance(entry, str):
+                lines.append(entry)
+                continue
+            lines.append(f"{entry.get('timestamp', '')} {entry.get('level', '')} {entry.get('event', '')}".strip())
+            for err in entry.get("error_detail") or []:
+                lines.append(f"  {err.get('exc_type')}: {err.get('exc_value')}")
+        return "\n".join(lines)

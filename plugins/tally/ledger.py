@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import psycopg
 
+from tally.pgutil import ensure_ddl
+
 HOPS = ("source", "raw", "curated", "warehouse", "mart")
 
 DDL = """
@@ -40,7 +42,7 @@ class Entry:
 
 
 def ensure(conn: psycopg.Connection) -> None:
-    conn.execute(DDL)
+    ensure_ddl(conn, "ops.ledger", DDL)
 
 
 def record(conn: psycopg.Connection, entry: Entry) -> None:

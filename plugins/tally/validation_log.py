@@ -6,6 +6,8 @@ import json
 
 import psycopg
 
+from tally.pgutil import ensure_ddl
+
 DDL = """
 CREATE SCHEMA IF NOT EXISTS ops;
 CREATE TABLE IF NOT EXISTS ops.validation_results (
@@ -28,7 +30,7 @@ CREATE INDEX IF NOT EXISTS validation_results_ds ON ops.validation_results (ds, 
 
 def store(conn: psycopg.Connection, ds: str, result, run_id: str | None = None) -> None:
     """Insert one gate result (a ``tally.quality.gate.GateResult``)."""
-    conn.execute(DDL)
+    ensure_ddl(conn, "ops.validation_results", DDL)
     conn.execute(
         "INSERT INTO ops.validation_results (ds, hop, dataset, suite, success, evaluated, failed, summary,"
         " failures, run_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
@@ -38,7 +40,7 @@ def store(conn: psycopg.Connection, ds: str, result, run_id: str | None = None) 
 
 
 def latest(conn: psycopg.Connection, ds: str) -> list[dict]:
-    conn.execute(DDL)
+    ensure_ddl(conn, "ops.validation_results", DDL)
     rows = conn.execute(
         "SELECT DISTINCT ON (hop, dataset) hop, dataset, suite, success, evaluated, failed, summary"
         " FROM ops.validation_results WHERE ds = %s ORDER BY hop, dataset, run_at DESC",

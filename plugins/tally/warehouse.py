@@ -9,6 +9,7 @@ are added automatically; any other schema change fails with a message saying wha
 from __future__ import annotations
 
 import io
+import zlib
 from dataclasses import dataclass
 
 import psycopg
@@ -20,6 +21,7 @@ from tally.catalog import snake_case
 from tally.checksum import POSTGRES_HELPER_DDL, postgres_sql
 from tally.config import PostgresConn
 from tally.lake import Lake
+from tally.pgutil import ensure_ddl
 
 
 class SchemaChangeError(RuntimeError):
@@ -53,10 +55,11 @@ class LoadResult:
 
 
 def ensure_ops(conn: psycopg.Connection) -> None:
-    conn.execute(POSTGRES_HELPER_DDL)
+    ensure_ddl(conn, "ops.to_hex_numeric", POSTGRES_HELPER_DDL)
 
 
 def ensure_table(conn: psycopg.Connection, schema: str, table: str, arrow: pa.Schema) -> None:
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (zlib.crc32(f"{schema}.{table}".encode()),))
     conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
     wanted = {snake_case(f.name): pg_type(f.type) for f in arrow}
     existing = dict(conn.execute(

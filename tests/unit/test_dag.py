@@ -30,10 +30,27 @@ def test_dag_lands_every_catalog_dataset_and_gates_it():
         assert b in dag.get_task(a).downstream_task_ids
     assert dag.tags and dag.doc_md and dag.owner == "data-platform"
     assert not dag.catchup and dag.max_active_runs == 1
-    # Gates are not retried: a data problem does not heal by retrying.
-    assert dag.get_task("gate_mart").retries == 0
-    assert dag.get_task("land.gate_raw_erp_customers").retries == 0
     assert dag.get_task("land.extract_salesforce_Opportunity").retries >= 1
+
+
+def test_data_problems_fail_the_task_without_retry_and_other_errors_propagate():
+    import pytest
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from tally.airflow_adapter import run
+    from tally.pipeline import DataProblem
+
+    def bad_data():
+        raise DataProblem("raw.salesforce.Opportunity: 5/6 passed")
+
+    def flaky():
+        raise ConnectionError("reset by peer")
+
+    with pytest.raises(AirflowFailException, match="5/6 passed"):
+        run(bad_data)
+    with pytest.raises(ConnectionError):  # transient: left to Airflow's retries
+        run(flaky)
+    assert run(lambda x: x + 1, 1) == 2
 
 
 def test_dag_file_has_no_heavy_top_level_imports():
