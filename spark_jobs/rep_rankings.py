@@ -36,6 +36,7 @@ import pyarrow.parquet as pq  # noqa: E402
 from pyspark.sql import DataFrame, SparkSession, Window  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 from pyspark.sql import types as T  # noqa: E402
+
 from tally import catalog  # noqa: E402
 from tally.lake import MANIFEST, Lake, S3Options, schema_fingerprint  # noqa: E402
 from tally.spark_session import build_session, has_class, spark_count_and_checksum  # noqa: E402

@@ -73,6 +73,33 @@ class AirflowClient:
             raise RuntimeError(f"trigger {dag_id} failed ({r.status_code}): {r.text[:500]}")
         return r.json()
 
+    def runs_at(self, dag_id: str, logical_date: datetime) -> list[dict]:
+        iso = logical_date.isoformat()
+        return self._get(f"/dags/{dag_id}/dagRuns", logical_date_gte=iso, logical_date_lte=iso).get("dag_runs", [])
+
+    def clear(self, dag_id: str, run_id: str) -> None:
+        r = self.http.post(f"{self.base_url}/api/v2/dags/{dag_id}/dagRuns/{run_id}/clear",
+                           json={"dry_run": False}, timeout=self.timeout)
+        if r.status_code >= 400:
+            raise RuntimeError(f"clear {dag_id}/{run_id} failed ({r.status_code}): {r.text[:500]}")
+
+    def start_run(self, dag_id: str, start: datetime, end: datetime, run_id: str) -> str:
+        """Run ``dag_id`` for the interval: a new run, or (the ds ran before) its run cleared.
+
+        Airflow keeps one run per logical date; every Tally stage replaces its ds, so
+        re-running a cleared run is the idempotent way to redo a day.
+        """
+        existing = self.runs_at(dag_id, start)
+        if not existing:
+            self.trigger(dag_id, start, end, run_id=run_id)
+            return run_id
+        run_id = existing[0]["dag_run_id"]
+        self.clear(dag_id, run_id)
+        deadline = time.monotonic() + 30
+        while self.run(dag_id, run_id)["state"] in TERMINAL and time.monotonic() < deadline:
+            time.sleep(1)
+        return run_id
+
     def run(self, dag_id: str, run_id: str) -> dict:
         return self._get(f"/dags/{dag_id}/dagRuns/{run_id}")
 

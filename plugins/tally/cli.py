@@ -129,8 +129,7 @@ def trigger_and_watch(stack, ds: str, timeout: float = 1800) -> dict:
         client.wait_for_dag(DAG_ID)
     client.unpause(DAG_ID)
     start, end = ds_interval(ds)
-    run_id = f"tally__{ds}__{int(time.time())}"
-    client.trigger(DAG_ID, start, end, run_id=run_id)
+    run_id = client.start_run(DAG_ID, start, end, run_id=f"tally__{ds}__{int(time.time())}")
     deadline = time.monotonic() + timeout
     began = time.monotonic()
     with Live(console=console, refresh_per_second=2) as live:

@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import psycopg
 import pytest
+
 from tally import catalog, generator
 from tally.checksum import checksum
 from tally.seed import seed_erp, seed_salesforce
@@ -67,8 +68,7 @@ def run_dag(stack, ds: str) -> tuple[str, dict]:
     client.wait_for_dag("tally_daily", timeout=300)
     client.unpause("tally_daily")
     start, end = ds_interval(ds)
-    run_id = f"e2e__{ds}__{int(time.time())}"
-    client.trigger("tally_daily", start, end, run_id=run_id)
+    run_id = client.start_run("tally_daily", start, end, run_id=f"e2e__{ds}__{int(time.time())}")
     deadline = time.monotonic() + 1200
     while time.monotonic() < deadline:
         run = client.run("tally_daily", run_id)

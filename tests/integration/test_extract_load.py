@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
+
 from tally import catalog, generator, pipeline, sfid
 from tally.checksum import checksum
 from tally.seed import seed_erp, seed_salesforce

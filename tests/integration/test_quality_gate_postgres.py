@@ -13,6 +13,7 @@ from decimal import Decimal
 import psycopg
 import pytest
 from psycopg import sql
+
 from tally.quality import gate
 
 pytestmark = pytest.mark.integration

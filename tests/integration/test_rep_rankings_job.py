@@ -21,6 +21,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
 from tally import catalog
 from tally.checksum import checksum, key_hash
 from tally.lake import MANIFEST, Lake, arrow_schema, schema_fingerprint

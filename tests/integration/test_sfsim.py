@@ -22,6 +22,7 @@ from simple_salesforce.exceptions import (
     SalesforceExpiredSession,
     SalesforceMalformedRequest,
 )
+
 from tally.sfsim import SalesforceStore, generate_credentials, read_credentials, start_in_thread
 from tally.sources.salesforce_auth import (
     SalesforceAuthError,

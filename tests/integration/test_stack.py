@@ -27,8 +27,9 @@ def test_state_files_hold_secrets_privately(stack):
 
 
 def test_cli_status_reports_the_stack(stack):
-    from tally.cli import app
     from typer.testing import CliRunner
+
+    from tally.cli import app
 
     result = CliRunner().invoke(app, ["status"], env={"TALLY_HOME": str(stack.home), "COLUMNS": "200"})
     assert "postgres" in result.output and "salesforce simulator" in result.output

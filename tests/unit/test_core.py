@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pyarrow as pa
 import pytest
+
 from tally import catalog, generator, sfid
 from tally.checksum import KeyChecksum, checksum
 from tally.lake import MANIFEST, arrow_schema

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 import pytest
+
 from tally import catalog
 from tally.lake import Lake, arrow_schema
 from tally.quality import GateResult, QualityGateFailed, SuiteError, gate, suites

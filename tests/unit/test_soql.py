@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
+
 from tally.sfsim.soql import SoqlError, format_datetime, parse, parse_datetime, translate
 from tally.sfsim.store import SalesforceStore
 

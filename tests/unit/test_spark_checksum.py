@@ -6,6 +6,7 @@ import os
 import sys
 
 import pytest
+
 from tally.checksum import MOD, checksum, key_hash
 from tally.spark_session import (
     build_session,
