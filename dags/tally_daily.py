@@ -34,6 +34,10 @@ DATASETS = [
     "salesforce.User",
     "salesforce.Account",
     "salesforce.Opportunity",
+    "salesforce.Contact",
+    "salesforce.OpportunityHistory",
+    "salesforce.DatedConversionRate",
+    "salesforce.Task",
     "erp.customers",
     "erp.sales_orders",
 ]

@@ -7,6 +7,7 @@ joins it only when an end-to-end test asks for it.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import uuid
@@ -14,6 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# py4j's __del__ logs at INFO after pytest has closed the streams ("Logging error" noise).
+logging.getLogger("py4j").setLevel(logging.WARNING)
 
 _HOME = Path(os.environ.get("TALLY_TEST_HOME", "/tmp")) / f"tally-test-{uuid.uuid4().hex[:8]}"
 os.environ["TALLY_HOME"] = str(_HOME)

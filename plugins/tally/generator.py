@@ -133,11 +133,17 @@ def generate(scale: Scale = Scale(), seed: int = 7, as_of: datetime | None = Non
             "CloseDate": (created + timedelta(days=rng.randrange(0, 120))).date(),
             "IsClosed": closed,
             "IsWon": stage == "Closed Won",
+            # Single reporting currency until FX conversion lands in the curated zone.
+            "CurrencyIsoCode": "USD",
             "IsDeleted": rng.random() < 0.02,
             "CreatedDate": created,
             "SystemModstamp": moment(created),
         })
     data.salesforce["Opportunity"] = opportunities
+    data.salesforce["Contact"] = _contacts(rng, accounts, moment)
+    data.salesforce["OpportunityHistory"] = _opportunity_history(rng, opportunities, moment)
+    data.salesforce["DatedConversionRate"] = _conversion_rates(rng, start, as_of)
+    data.salesforce["Task"] = _tasks(rng, opportunities, data.salesforce["Contact"], moment)
 
     customers, orders = [], []
     for n, account in enumerate(accounts):
@@ -169,6 +175,87 @@ def generate(scale: Scale = Scale(), seed: int = 7, as_of: datetime | None = Non
     data.erp["customers"] = customers
     data.erp["sales_orders"] = orders
     return data
+
+
+TASK_STATUSES = ["Not Started", "In Progress", "Completed", "Waiting on someone else", "Deferred"]
+CURRENCIES = {"EUR": 0.92, "GBP": 0.79, "JPY": 151.0, "AUD": 1.52}
+
+
+def _contacts(rng: random.Random, accounts: list[dict], moment) -> list[dict]:
+    out, n = [], 0
+    for account in accounts:
+        for _ in range(rng.randrange(1, 4)):
+            created = moment(account["CreatedDate"])
+            first, last = rng.choice(FIRST), rng.choice(LAST)
+            out.append({
+                "Id": sfid.make("003", 20000 + n), "AccountId": account["Id"], "OwnerId": account["OwnerId"],
+                "FirstName": first, "LastName": last, "Email": f"{first}.{last}.{n}@example.org".lower(),
+                "Title": rng.choice(["CFO", "CTO", "Buyer", "VP Sales", "Engineer", None]),
+                "IsDeleted": rng.random() < 0.02, "CreatedDate": created, "SystemModstamp": moment(created),
+            })
+            n += 1
+    return out
+
+
+def _opportunity_history(rng: random.Random, opportunities: list[dict], moment) -> list[dict]:
+    """Stage changes of each opportunity, ending in its current stage."""
+    out, n = [], 0
+    path = list(OPEN_STAGES)
+    for opp in opportunities:
+        current = opp["StageName"]
+        steps = path[: path.index(current) + 1] if current in OPEN_STAGES else [*path[: rng.randrange(1, 5)], current]
+        at = opp["CreatedDate"]
+        for stage in steps:
+            at = moment(at) if at < opp["SystemModstamp"] else at
+            at = min(at, opp["SystemModstamp"])
+            out.append({
+                "Id": sfid.make("008", 300000 + n), "OpportunityId": opp["Id"], "StageName": stage,
+                "Amount": opp["Amount"], "Probability": OPEN_STAGES.get(stage, 100.0 if stage == "Closed Won" else 0.0),
+                "CloseDate": opp["CloseDate"], "IsDeleted": opp["IsDeleted"], "CreatedDate": at, "SystemModstamp": at,
+            })
+            n += 1
+    return out
+
+
+def _conversion_rates(rng: random.Random, start: datetime, as_of: datetime) -> list[dict]:
+    """Effective-dated rates per currency: a new rate every 7 days, ranges back to back."""
+    out, n = [], 0
+    first_day = start.date() - timedelta(days=start.date().weekday())
+    for code, base in sorted(CURRENCIES.items()):
+        day = first_day
+        while day < as_of.date():
+            nxt = day + timedelta(days=7)
+            stamp = max(start, datetime(day.year, day.month, day.day, tzinfo=UTC))
+            out.append({
+                "Id": sfid.make("04w", 7000 + n), "IsoCode": code,
+                "ConversionRate": round(base * (1 + rng.uniform(-0.03, 0.03)), 6),
+                "StartDate": day, "NextStartDate": nxt if nxt < as_of.date() else None,
+                "CreatedDate": stamp, "SystemModstamp": stamp,
+            })
+            day, n = nxt, n + 1
+    return out
+
+
+def _tasks(rng: random.Random, opportunities: list[dict], contacts: list[dict], moment) -> list[dict]:
+    by_account: dict[str, list[dict]] = {}
+    for c in contacts:
+        by_account.setdefault(c["AccountId"], []).append(c)
+    out, n = [], 0
+    for opp in opportunities:
+        for _ in range(rng.randrange(0, 4)):
+            created = moment(opp["CreatedDate"])
+            who = rng.choice(by_account.get(opp["AccountId"], [None]))
+            status = rng.choice(TASK_STATUSES)
+            out.append({
+                "Id": sfid.make("00T", 400000 + n), "WhatId": opp["Id"], "WhoId": who["Id"] if who else None,
+                "OwnerId": opp["OwnerId"], "Subject": rng.choice(["Call", "Email", "Meeting", "Demo", "Follow-up"]),
+                "Status": status, "TaskSubtype": rng.choice(["Call", "Email", "Task"]),
+                "ActivityDate": (created + timedelta(days=rng.randrange(0, 14))).date(),
+                "IsClosed": status == "Completed", "IsDeleted": rng.random() < 0.01,
+                "CreatedDate": created, "SystemModstamp": moment(created),
+            })
+            n += 1
+    return out
 
 
 def _messy_reference(rng: random.Random, account_id: str) -> str | None:

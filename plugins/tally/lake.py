@@ -1,10 +1,14 @@
 """The lake: one URI (a local directory or ``s3://bucket/prefix``) for every stage.
 
-Layout: ``<zone>/<source>/<object>/ds=<ds>/part-NNNNN.parquet`` plus ``_manifest.json``,
-written last. The manifest is the commit marker: a ds without one does not exist for
-readers, and readers use exactly the files the manifest lists. Re-writing a ds first
-removes its manifest (uncommit), then its files, then writes the new files and manifest,
-so a crash half-way leaves the ds uncommitted rather than half-committed.
+Layout: ``<zone>/<source>/<object>/ds=<ds>/part-<attempt>-NNNNN.parquet`` plus
+``_manifest.json``, written last. The manifest is the commit marker: a ds without one does
+not exist for readers, and readers use exactly the files the manifest lists.
+
+Re-writing a ds (``write_batches`` with a fresh attempt token, then ``commit``) never
+removes the previous version first: new files get new names, the new manifest replaces the
+old one in a single write (atomic on a local disk and on S3), and only then are the files
+no manifest lists removed. A crash at any point leaves either the old or the new version
+committed, never a mix and never nothing.
 """
 
 from __future__ import annotations
@@ -113,14 +117,17 @@ class Lake:
         schema: pa.Schema,
         batches: Iterable[pa.RecordBatch],
         rows_per_file: int = 1_000_000,
+        attempt: str | None = None,
     ) -> Iterator[tuple[str, pa.RecordBatch]]:
         """Write record batches into part files, yielding (file, batch) as each lands.
 
         Memory stays bounded by one batch; files roll over every ``rows_per_file`` rows.
-        The caller writes the manifest afterwards.
+        Files are named after ``attempt`` (random if not given) so they never overwrite a
+        committed version; ``commit`` afterwards makes them the ds.
         """
         part = self.path(self.partition(dataset_path, ds))
         self.fs.create_dir(part, recursive=True)
+        attempt = attempt or new_attempt()
         writer: pq.ParquetWriter | None = None
         file_no, rows_in_file = 0, 0
         name = ""
@@ -129,14 +136,14 @@ class Lake:
                 if writer is None or rows_in_file >= rows_per_file:
                     if writer is not None:
                         writer.close()
-                    name = f"part-{file_no:05d}.parquet"
+                    name = f"part-{attempt}-{file_no:05d}.parquet"
                     writer = pq.ParquetWriter(f"{part}/{name}", schema, filesystem=self.fs)
                     file_no, rows_in_file = file_no + 1, 0
                 writer.write_batch(batch)
                 rows_in_file += batch.num_rows
                 yield name, batch
             if writer is None:  # an empty interval still lands an empty, typed file
-                name = "part-00000.parquet"
+                name = f"part-{attempt}-00000.parquet"
                 pq.write_table(schema.empty_table(), f"{part}/{name}", filesystem=self.fs)
                 yield name, pa.RecordBatch.from_pylist([], schema=schema)
         finally:
@@ -149,6 +156,19 @@ class Lake:
         with self.fs.open_output_stream(target) as out:
             out.write(json.dumps(manifest, indent=2, sort_keys=True, default=str).encode())
         return manifest
+
+    def commit(self, dataset_path: str, ds: str, manifest: dict) -> dict:
+        """Make the files ``manifest["files"]`` lists the ds (one write), then drop the rest."""
+        written = self.write_manifest(dataset_path, ds, manifest)
+        keep = {*manifest["files"], MANIFEST}
+        part = self.path(self.partition(dataset_path, ds))
+        for info in self.fs.get_file_info(pafs.FileSelector(part, recursive=False)):
+            if info.base_name not in keep:
+                if info.type == pafs.FileType.Directory:
+                    self.fs.delete_dir(info.path)
+                else:
+                    self.fs.delete_file(info.path)
+        return written
 
     # -- reading -----------------------------------------------------------------
     def read_manifest(self, dataset_path: str, ds: str) -> dict | None:
@@ -193,6 +213,12 @@ class Lake:
 
     def _exists(self, path: str) -> bool:
         return self.fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def new_attempt() -> str:
+    import secrets
+
+    return secrets.token_hex(4)
 
 
 def local_root(uri: str) -> Path | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 
 import pyarrow as pa
@@ -33,22 +33,28 @@ def land(
     source_count: int,
     watermark: dict,
     mode: str,
+    schema: pa.Schema | None = None,
+    extra: dict | Callable[[], dict] | None = None,
 ) -> dict:
     """Replace ``dataset``'s ds partition with ``batches`` and commit it with a manifest.
+
+    The previous version stays committed until the new manifest is written (see ``Lake``).
 
     The manifest records the row count and key checksum of what was written (computed while
     writing, never re-read), the source's own count for the same interval, and the
     watermark range covered.
     """
-    schema = arrow_schema(dataset)
-    lake.clear_partition(dataset.lake_path, ds)
+    schema = schema or arrow_schema(dataset)
     acc = KeyChecksum()
     files: list[str] = []
     for name, batch in lake.write_batches(dataset.lake_path, ds, schema, batches):
         if name not in files:
             files.append(name)
         acc.update(batch.column(dataset.key).to_pylist())
-    return lake.write_manifest(dataset.lake_path, ds, {
+    if callable(extra):  # evaluated once every row has been consumed
+        extra = extra()
+    return lake.commit(dataset.lake_path, ds, {
+        **(extra or {}),
         "dataset": dataset.dataset_id,
         "key": dataset.key,
         "files": files,

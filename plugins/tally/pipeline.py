@@ -57,7 +57,8 @@ def _record(res: Resources, *entries: Entry) -> None:
 
 
 # -- extract -------------------------------------------------------------------------
-def extract(res: Resources, dataset_id: str, ds: str, start: datetime, end: datetime) -> dict:
+def extract(res: Resources, dataset_id: str, ds: str, start: datetime, end: datetime,
+            progress=None) -> dict:
     """Land one source dataset for the interval; ledger: source and raw hops."""
     check_ds(ds)
     dataset = catalog.get(dataset_id)
@@ -66,21 +67,26 @@ def extract(res: Resources, dataset_id: str, ds: str, start: datetime, end: date
 
         if res.salesforce is None:
             raise ValueError("no Salesforce connection configured")
-        manifest = SalesforceSource(res.salesforce).extract(res.lake, dataset, ds, start, end)
+        manifest = SalesforceSource(res.salesforce).extract(res.lake, dataset, ds, start, end, progress=progress)
     else:
         from tally.sources import erp
 
         if res.erp is None:
             raise ValueError("no ERP connection configured")
         manifest = erp.extract(res.erp, res.lake, dataset, ds, start, end)
-    details = {"watermark": manifest["watermark"], "mode": manifest["mode"]}
+    # Rows re-read from the overlap window are counted, but kept apart: they were already
+    # counted in the previous ds, and the curated zone keeps one (latest) version of each.
+    details = {"watermark": manifest["watermark"], "mode": manifest["mode"],
+               "overlap_rows": manifest.get("overlap_rows", 0), "api": manifest.get("api"),
+               "schema_drift": manifest.get("schema_drift")}
     _record(
         res,
         Entry(ds, dataset_id, "source", manifest["source_count"], None, details),
         Entry(ds, dataset_id, "raw", manifest["row_count"], manifest["key_checksum"],
               {**details, "files": manifest["files"]}),
     )
-    return {k: manifest[k] for k in ("dataset", "row_count", "source_count", "key_checksum", "mode")}
+    keys = ("dataset", "row_count", "source_count", "key_checksum", "mode", "overlap_rows", "api", "schema_drift")
+    return {k: manifest.get(k) for k in keys}
 
 
 # -- gates ---------------------------------------------------------------------------
@@ -103,7 +109,26 @@ def gate_raw(res: Resources, dataset_id: str, ds: str) -> list[dict]:
         raise DataProblem(f"{dataset_id} ds={ds}: nothing committed in the raw zone")
     result = validate_parquet(f"raw.{dataset_id}", res.lake, dataset.lake_path, ds,
                               {"source_count": manifest["source_count"]})
-    return _store_and_raise(res, ds, [result])
+    return _store_and_raise(res, ds, [result, schema_check(dataset_id, manifest)])
+
+
+def schema_check(dataset_id: str, manifest: dict):
+    """Removed or retyped source fields fail the raw gate; added fields are only reported."""
+    from tally.quality.gate import GateResult
+
+    drift = manifest.get("schema_drift") or {}
+    failures = []
+    for name in drift.get("removed", []):
+        failures.append({"expectation": "source_field_still_exists", "column": name, "observed": "absent",
+                         "expected": "present (landed in earlier runs; now null in this ds)"})
+    for name, change in (drift.get("retyped") or {}).items():
+        failures.append({"expectation": "source_field_type_unchanged", "column": name,
+                         "observed": change["now"], "expected": change["landed"]})
+    return GateResult(
+        suite=f"schema.{dataset_id}", hop="raw", dataset=dataset_id, success=not failures, evaluated=1,
+        failed=1 if failures else 0, failures=failures, run_at=manifest.get("committed_at", ""),
+        target=f"describe vs last landed schema; added: {', '.join(drift.get('added', [])) or 'none'}",
+    )
 
 
 # -- load ----------------------------------------------------------------------------

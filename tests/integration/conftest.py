@@ -13,3 +13,4 @@ def spark():
     session = build_session("tally-integration-tests", master="local[2]")
     yield session
     session.stop()
+
