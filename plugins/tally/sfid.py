@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 _SUFFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
@@ -17,6 +19,7 @@ def suffix(id15: str) -> str:
     return "".join(out)
 
 
+@lru_cache(maxsize=65_536)  # reference fields repeat the same few thousand IDs
 def to18(value: str | None) -> str | None:
     """Normalise an ID to its 18-character form; ``None``/empty stays ``None``.
 

@@ -81,10 +81,11 @@ def where_clause(dataset: Dataset, start: datetime | None, end: datetime) -> str
 
 
 def parse_datetime(value: str) -> datetime:
-    """REST ``2026-11-20T10:15:00.000+0000`` or Bulk ``2026-11-20T10:15:00.000Z``."""
-    if value.endswith("Z"):
-        value = value[:-1] + "+0000"
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f%z").astimezone(UTC)
+    """REST ``2026-11-20T10:15:00.000+0000`` or Bulk ``2026-11-20T10:15:00.000Z`` (always aware)."""
+    parsed = datetime.fromisoformat(value)  # 3.11 reads both forms; ~40x faster than strptime
+    if parsed.tzinfo is None:
+        raise ValueError(f"Salesforce datetime without a time zone: {value!r}")
+    return parsed.astimezone(UTC)
 
 
 def _convert_value(f: Field, value):
@@ -192,8 +193,9 @@ class SalesforceSource:
             pages: Iterator[list[dict]] = self.client.bulk_pages(soql, f"bulk query {interval}",
                                                                  self.options.bulk_page_records)
         else:
-            pages = self.client.query_pages(f"{soql} ORDER BY {dataset.cursor}, Id", f"query {interval}",
-                                            self.options.page_size)
+            # No ORDER BY: the query locator is already a consistent snapshot, and sorting a
+            # large result costs the org time for nothing.
+            pages = self.client.query_pages(soql, f"query {interval}", self.options.page_size)
         overlap_rows = 0
 
         def rows() -> Iterator[dict]:

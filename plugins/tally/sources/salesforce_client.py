@@ -183,7 +183,7 @@ class ResilientSalesforce:
             url = page["nextRecordsUrl"]
             page = self.call(what, lambda sf, u=url: sf.query_more(u, identifier_is_url=True, headers=headers))
 
-    def bulk_pages(self, soql: str, what: str, max_records: int = 50_000, poll: float = 1.0,
+    def bulk_pages(self, soql: str, what: str, max_records: int = 50_000, poll: float = 0.2,
                    timeout: float = 3600) -> Iterator[list[dict[str, str]]]:
         """Bulk API 2.0 ``queryAll`` job; yields pages of CSV rows (strings) by locator."""
         job = self.call(f"{what} (create bulk job)", lambda sf: self._bulk(sf, "POST", "jobs/query", json={
@@ -201,6 +201,7 @@ class ResilientSalesforce:
             if time.monotonic() > deadline:
                 raise SalesforceUnavailable(f"Salesforce {what}: bulk job {job_id} not complete after {timeout:.0f}s")
             self.sleep(poll)
+            poll = min(poll * 2, 5.0)  # short jobs finish fast; long ones are polled less often
         locator: str | None = None
         while True:
             params: dict[str, Any] = {"maxRecords": max_records}
