@@ -144,9 +144,18 @@ IS_ACTIVE = {"005A": True, "005B": False, "005C": True, "005D": True}
 
 
 def seed(conn: psycopg.Connection) -> None:
+    from tally import catalog
+    from tally.lake import arrow_schema
+    from tally.warehouse import ensure_table
+
     now = datetime.now(UTC)
     with conn.cursor() as cur:
         cur.execute(DDL)
+    # Every other landed object gets its (empty) raw table exactly as the loader creates it,
+    # so each staging model has its source.
+    for dataset in catalog.all_raw():
+        ensure_table(conn, "raw", dataset.warehouse_table, arrow_schema(dataset))
+    with conn.cursor() as cur:
         cur.executemany(
             "insert into raw.sf_user values (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
             [(i, n, e, a, r, CREATED, ts(m), ds, now) for i, n, e, a, r, m, ds in USERS],
