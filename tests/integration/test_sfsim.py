@@ -21,9 +21,11 @@ from simple_salesforce.exceptions import (
     SalesforceAuthenticationFailed,
     SalesforceExpiredSession,
     SalesforceMalformedRequest,
+    SalesforceRefusedRequest,
 )
+from simple_salesforce.util import Usage
 
-from tally.sfsim import SalesforceStore, generate_credentials, read_credentials, start_in_thread
+from tally.sfsim import Faults, SalesforceStore, generate_credentials, read_credentials, start_in_thread
 from tally.sources.salesforce_auth import (
     SalesforceAuthError,
     VerifyingSession,
@@ -332,6 +334,7 @@ def test_describe(sf):
         "CloseDate": "date",
         "IsClosed": "boolean",
         "IsWon": "boolean",
+        "CurrencyIsoCode": "string",
         "IsDeleted": "boolean",
         "CreatedDate": "datetime",
         "SystemModstamp": "datetime",
@@ -339,7 +342,15 @@ def test_describe(sf):
     fields = {f["name"]: f for f in describe["fields"]}
     assert fields["Id"]["nillable"] is False and fields["Name"]["nillable"] is True
     assert fields["OwnerId"]["referenceTo"] == ["User"]
-    assert {s["name"] for s in sf.describe()["sobjects"]} == {"User", "Account", "Opportunity"}
+    assert {s["name"] for s in sf.describe()["sobjects"]} == {
+        "User",
+        "Account",
+        "Opportunity",
+        "Contact",
+        "OpportunityHistory",
+        "DatedConversionRate",
+        "Task",
+    }
 
 
 def test_limits_and_usage_header(sf):
@@ -355,7 +366,7 @@ def test_limits_and_usage_header(sf):
 
 def test_store_round_trip(tmp_path):
     store = SalesforceStore(tmp_path / "sf.db")
-    original = opportunity(1) | {"OwnerId": None}
+    original = opportunity(1) | {"OwnerId": None, "CurrencyIsoCode": None}
     store.upsert("Opportunity", [original])
     store.upsert(
         "Opportunity",
@@ -376,6 +387,23 @@ def test_store_round_trip(tmp_path):
         assert again.count("Opportunity") == 0
 
 
+def test_store_with_an_older_layout_opens_and_reset_rebuilds_it(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "sf.db"
+    with sqlite3.connect(path) as conn:  # Opportunity as an older catalog had it
+        conn.execute('CREATE TABLE "Opportunity" ("Id" TEXT PRIMARY KEY, "Name" TEXT)')
+        conn.execute("INSERT INTO \"Opportunity\" VALUES ('006SIM000000000001', 'old')")
+    store = SalesforceStore(path)  # opening works (so that reset() can be called) ...
+    assert "table Opportunity has columns ['Id', 'Name']" in store.schema_error
+    with pytest.raises(RuntimeError, match=r"call reset\(\)"):
+        store.count("Opportunity")  # ... but data calls refuse
+    other = SalesforceStore(path)
+    other.reset()  # another handle (or process) rebuilds the file
+    assert store.schema_error is None
+    assert store.count("Opportunity") == 0 and store.count("Task") == 0
+
+
 # --- CLI --------------------------------------------------------------------------------------
 
 
@@ -383,14 +411,16 @@ def test_cli_serves_generates_its_files_and_never_logs_secrets(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    files = {name: tmp_path / name for name in ("sf.db", "cert.pem", "key.pem", "creds.json")}
+    files = {name: tmp_path / name for name in ("sf.db", "cert.pem", "key.pem", "creds.json", "faults.json")}
     SalesforceStore(files["sf.db"]).upsert("User", [{"Id": "005SIM000000000001", "SystemModstamp": T0}])
+    files["faults.json"].write_text(Faults(api_usage=100, api_daily_max=5000).to_json())
     cmd = [sys.executable, "-m", "tally.sfsim", "--port", str(port), "--page-size", "300"]
     for flag, name in (
         ("--db", "sf.db"),
         ("--cert", "cert.pem"),
         ("--key", "key.pem"),
         ("--credentials", "creds.json"),
+        ("--faults", "faults.json"),
     ):
         cmd += [flag, str(files[name])]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
@@ -408,13 +438,30 @@ def test_cli_serves_generates_its_files_and_never_logs_secrets(tmp_path):
         assert files["creds.json"].stat().st_mode & 0o077 == 0
         sf = connect(url, asdict(creds), verify=files["cert.pem"])
         assert sf.query("SELECT Id FROM User")["records"][0]["Id"] == "005SIM000000000001"
+        assert sf.api_usage["api-usage"] == Usage(101, 5000)  # from --faults
         with pytest.raises(SalesforceAuthError):
             connect(url, asdict(creds) | {"password": "wrong"}, verify=files["cert.pem"])
+        # out-of-process fault control
+        admin = {"X-Sfsim-Admin-Token": creds.admin_token}
+        assert creds.admin_token
+        faults = {"rate_limit_after": 0, "rate_limit_calls": 1}
+        put = requests.put(f"{url}/__admin/faults", json=faults, headers=admin, verify=str(files["cert.pem"]))
+        assert put.status_code == 200
+        with pytest.raises(SalesforceRefusedRequest):
+            sf.query("SELECT Id FROM User")
+        assert sf.query("SELECT Id FROM User")["totalSize"] == 1
     finally:
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=10)
     assert proc.returncode == 0
     assert '"GET /services/data/v62.0/query/" 200' in stderr and "q='SELECT Id FROM User'" in stderr
     assert '"POST /services/Soap/u/62.0" 500' in stderr
-    for secret in (creds.password, creds.security_token, creds.client_secret, sf.session_id):
+    assert '"PUT /__admin/faults" 200' in stderr and '" 403 ' in stderr
+    for secret in (
+        creds.password,
+        creds.security_token,
+        creds.client_secret,
+        creds.admin_token,
+        sf.session_id,
+    ):
         assert secret not in stderr

@@ -120,7 +120,7 @@ def test_values_never_reach_the_sql_text():
         ("SELECT Id FROM Account GROUP BY Name", "MALFORMED_QUERY", "unexpected token: 'GROUP'"),
         ("SELECT COUNT(Id) FROM Account", "MALFORMED_QUERY", "COUNT()"),
         ("SELECT MAX(Name) FROM Account", "MALFORMED_QUERY", "not supported"),
-        ("SELECT Id FROM Contact", "INVALID_TYPE", "sObject type 'Contact' is not supported"),
+        ("SELECT Id FROM Lead", "INVALID_TYPE", "sObject type 'Lead' is not supported"),
         ("SELECT Id, Nmae FROM Account", "INVALID_FIELD", "No such column 'Nmae' on entity 'Account'"),
         ("SELECT Id FROM Account ORDER BY Bogus", "INVALID_FIELD", "No such column 'Bogus'"),
         ("SELECT Id FROM Account WHERE Owner.Name = 'x'", "INVALID_FIELD", "No such column 'Owner.Name'"),
@@ -225,3 +225,58 @@ def test_records_carry_wire_values(store):
         "IsWon": True,
         "SystemModstamp": "2026-01-01T02:00:00.000+0000",
     }
+
+
+# --- describe drift: virtual columns ----------------------------------------------------------
+
+
+def test_drifted_fields_become_virtual_columns(store):
+    from tally.sfsim.faults import Faults
+
+    drift = {
+        "Opportunity": {
+            "add": [{"name": "Region__c", "type": "string"}],
+            "remove": ["StageName"],
+            "retype": {"Amount": "string", "CloseDate": "datetime"},
+        }
+    }
+    catalog = Faults(describe_drift=drift).drifted(store.catalog)
+    query = parse(
+        "SELECT Id, Region__c, Amount FROM Opportunity WHERE Amount = '2001.0' ORDER BY Region__c", catalog
+    )
+    sql, params = query.to_sql(include_deleted=False)
+    assert "sfsim_added('Region__c', 'string', \"Id\")" in sql
+    assert "sfsim_cast(\"Amount\", 'decimal', 'string') = ?" in sql and params == ["2001.0"]
+    [(key, record)] = store.query(query, include_deleted=False)
+    assert record == {"Id": key, "Region__c": f"Region__c-{key[-4:]}", "Amount": "2001.0"}
+    [(_, record)] = store.query(
+        parse("SELECT CloseDate FROM Opportunity WHERE Name = 'Deal 2'", catalog), include_deleted=False
+    )
+    assert record == {"CloseDate": "2026-01-03T00:00:00.000+0000"}
+    with pytest.raises(SoqlError, match="No such column 'StageName'"):
+        parse("SELECT StageName FROM Opportunity", catalog)
+    assert "StageName" in parse("SELECT StageName FROM Opportunity").dataset.field_names  # catalog untouched
+
+
+@pytest.mark.parametrize(
+    ("value", "old", "new", "expected"),
+    [
+        (1242.56, "decimal", "string", "1242.56"),
+        (100.0, "double", "string", "100.0"),
+        (1e16, "double", "string", "10000000000000000"),
+        (1, "bool", "string", "true"),
+        ("2026-01-02T03:04:05.000+0000", "datetime", "date", "2026-01-02"),
+        ("2026-01-02", "date", "datetime", "2026-01-02T00:00:00.000+0000"),
+        ("12.5", "string", "double", 12.5),
+        ("abc", "string", "double", None),
+        (3.0, "double", "int", 3),
+        (3.5, "double", "int", None),
+        ("TRUE", "string", "bool", 1),
+        ("maybe", "string", "bool", None),
+        (None, "string", "int", None),
+    ],
+)
+def test_cast_value(value, old, new, expected):
+    from tally.sfsim.faults import cast_value
+
+    assert cast_value(value, old, new) == expected

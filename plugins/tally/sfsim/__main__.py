@@ -1,18 +1,22 @@
 """``python -m tally.sfsim``: serve the Salesforce simulator until SIGTERM/SIGINT.
 
 Missing certificate/key files are generated (127.0.0.1, localhost and ``--host``); a missing
-credentials file is generated with random secrets. One log line per request goes to stderr;
+credentials file is generated with random secrets (including the ``admin_token`` of the
+``/__admin`` fault-control API). ``--faults FILE`` starts with the faults in that JSON file
+(see :class:`tally.sfsim.faults.Faults`). One log line per request goes to stderr;
 passwords, tokens and query strings other than SOQL are never logged.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
 from pathlib import Path
 
+from tally.sfsim.faults import Faults
 from tally.sfsim.server import MAX_BATCH_SIZE, make_server, write_credentials
 from tally.sfsim.tls import ensure_certificate
 
@@ -31,7 +35,14 @@ def main(argv: list[str] | None = None) -> int:
         "--page-size", type=int, default=MAX_BATCH_SIZE, help="query page size (default 2000)"
     )
     parser.add_argument("--session-ttl", type=float, default=7200.0, help="idle session lifetime, seconds")
+    parser.add_argument(
+        "--faults", type=Path, help="JSON file of faults to inject (tally.sfsim.faults.Faults)"
+    )
     args = parser.parse_args(argv)
+    try:
+        faults = Faults.from_json(args.faults.read_text()) if args.faults else None
+    except (OSError, ValueError) as exc:
+        parser.error(f"--faults {args.faults}: {exc}")
 
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s sfsim %(message)s")
     hosts = tuple(
@@ -44,7 +55,15 @@ def main(argv: list[str] | None = None) -> int:
         log.info("generated credentials file %s", args.credentials)
 
     server = make_server(
-        args.db, args.credentials, args.host, args.port, args.page_size, args.cert, args.key, args.session_ttl
+        args.db,
+        args.credentials,
+        args.host,
+        args.port,
+        args.page_size,
+        args.cert,
+        args.key,
+        args.session_ttl,
+        faults=faults,
     )
 
     def stop(signum: int, frame: object) -> None:
@@ -52,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     log.info("serving %s (db %s, page size %d)", server.base_url, args.db, args.page_size)
+    if faults is not None:
+        log.info("faults: %s", json.dumps(faults.to_dict(), separators=(",", ":")))
+    if server.store.schema_error:
+        log.warning("store needs reset(): %s", server.store.schema_error)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

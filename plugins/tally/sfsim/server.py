@@ -8,12 +8,19 @@ Endpoints (``{ver}`` is any ``NN.N``):
 * ``GET /services/data/v{ver}/query|queryAll?q=SOQL`` and ``.../query/{locator}-{offset}`` pages
 * ``GET /services/data/v{ver}/sobjects/`` and ``.../sobjects/{Obj}/describe``
 * ``GET /services/data/v{ver}/limits``
+* Bulk API 2.0 query jobs under ``/services/data/v{ver}/jobs/query`` (see :mod:`tally.sfsim.bulk`)
 * ``GET /health`` -> ``ok``
+* ``GET|PUT /__admin/faults``, ``GET /__admin/counters``, ``POST /__admin/reset``: fault control
+  for out-of-process tests, only with ``X-Sfsim-Admin-Token: <admin_token>`` (403 otherwise;
+  disabled when the credentials have no ``admin_token``)
 
 Everything under ``/services/data/v{ver}/`` needs ``Authorization: Bearer <session>`` and answers
-with ``Sforce-Limit-Info: api-usage=N/15000``. Query results are snapshots taken when the query
+with ``Sforce-Limit-Info: api-usage=USED/MAX``. Query results are snapshots taken when the query
 runs (rows are serialised once and paged from memory), so a cursor never sees later writes.
-Sessions, cursors and the API counter live in memory: a restart logs everybody out.
+Sessions, cursors, jobs and the API counters live in memory: a restart logs everybody out.
+
+Failures are injected deterministically with :class:`tally.sfsim.faults.Faults` (constructor
+``faults=``, :meth:`SalesforceSimulator.set_faults`, the admin API, or ``--faults`` on the CLI).
 """
 
 from __future__ import annotations
@@ -27,8 +34,10 @@ import os
 import re
 import secrets
 import shutil
+import socket
 import ssl
 import string
+import struct
 import sys
 import tempfile
 import threading
@@ -43,8 +52,11 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from xml.etree import ElementTree
 
+from tally import sfid
 from tally.catalog import Dataset, Field
 from tally.sfsim import soql
+from tally.sfsim.bulk import DELIMITERS, LINE_ENDINGS, BulkError, BulkJob, BulkJobs
+from tally.sfsim.faults import Faults
 from tally.sfsim.store import SalesforceStore
 
 log = logging.getLogger("tally.sfsim")
@@ -53,7 +65,15 @@ DAILY_API_LIMIT = 15000
 MIN_BATCH_SIZE, MAX_BATCH_SIZE = 200, 2000
 ORG_ID = "00D5j00000TaLLy"
 USER_ID = "0055j00000TaLLy"
-KEY_PREFIXES = {"User": "005", "Account": "001", "Opportunity": "006"}
+KEY_PREFIXES = {
+    "User": "005",
+    "Account": "001",
+    "Opportunity": "006",
+    "Contact": "003",
+    "OpportunityHistory": "008",
+    "DatedConversionRate": "04w",
+    "Task": "00T",
+}
 API_VERSIONS = [
     ("Summer '23", "58.0"),
     ("Winter '24", "59.0"),
@@ -65,6 +85,8 @@ API_VERSIONS = [
     ("Winter '26", "65.0"),
 ]
 INVALID_LOGIN = "Invalid username, password, security token; or user locked out."
+REQUEST_LIMIT_EXCEEDED = "TotalRequests Limit exceeded."
+ADMIN_HEADER = "X-Sfsim-Admin-Token"
 _MAX_BODY = 1 << 20
 
 
@@ -73,13 +95,18 @@ _MAX_BODY = 1 << 20
 
 @dataclass(frozen=True)
 class Credentials:
-    """What the simulator accepts: SOAP login (username, password+token) or OAuth client."""
+    """What the simulator accepts: SOAP login (username, password+token) or OAuth client.
+
+    ``admin_token`` authorises the ``/__admin`` fault-control API; empty (credential files
+    written before it existed) disables that API.
+    """
 
     username: str
     password: str = field(repr=False)
     security_token: str = field(repr=False)
     client_id: str
     client_secret: str = field(repr=False)
+    admin_token: str = field(default="", repr=False)
 
     @classmethod
     def coerce(cls, value: Credentials | Mapping[str, str] | str | Path) -> Credentials:
@@ -88,7 +115,7 @@ class Credentials:
             return value
         if isinstance(value, str | Path):
             return read_credentials(value)
-        return cls(**{k: value[k] for k in cls.__dataclass_fields__})
+        return cls(**{k: value[k] for k in cls.__dataclass_fields__ if k in value or k != "admin_token"})
 
 
 def _random(length: int, alphabet: str = string.ascii_letters + string.digits) -> str:
@@ -103,6 +130,7 @@ def generate_credentials(username: str = "integration@tally.example") -> Credent
         security_token=_random(24),
         client_id="3MVG9" + _random(80),
         client_secret=_random(64, "0123456789ABCDEF"),
+        admin_token=_random(32),
     )
 
 
@@ -138,6 +166,20 @@ class _Cursor:
     expires: float = 0.0
 
 
+@dataclass(frozen=True)
+class Admission:
+    """What happens to one API call: ``ok``, ``reset``, ``error_5xx``, ``unauthorised`` or ``rate_limited``."""
+
+    action: str
+    call: int  # the call's number since the counters were reset
+    usage: int  # API usage to report (including this call when admitted)
+    status: int = 200
+
+
+def _in_window(call: int, after: int | None, count: int) -> bool:
+    return after is not None and after < call <= after + count
+
+
 class SalesforceSimulator(ThreadingHTTPServer):
     """A threading HTTP(S) server holding the store, sessions, query cursors and API usage."""
 
@@ -154,6 +196,7 @@ class SalesforceSimulator(ThreadingHTTPServer):
         ssl_context: ssl.SSLContext | None,
         page_size: int = MAX_BATCH_SIZE,
         session_ttl: float = 2 * 3600.0,
+        faults: Faults | None = None,
     ) -> None:
         super().__init__(address, _Handler)
         if ssl_context is not None:
@@ -164,14 +207,92 @@ class SalesforceSimulator(ThreadingHTTPServer):
         self.scheme = "https" if ssl_context else "http"
         self.store = store
         self.credentials = credentials
-        self.page_size = page_size
+        self._page_size = page_size
         self.session_ttl = session_ttl
         self.certfile: str | None = None
         self._tempdir: str | None = None
         self._lock = threading.Lock()
         self._sessions: dict[str, float] = {}
         self._cursors: OrderedDict[str, _Cursor] = OrderedDict()
-        self._api_calls = 0
+        self.bulk_jobs = BulkJobs()
+        self._call_count = 0  # API calls seen (fault windows count these)
+        self._api_calls = 0  # API calls admitted (usage)
+        self._expiry_fired = False
+        self._faults = Faults()
+        self._catalog: dict[str, Dataset] = dict(store.catalog)
+        self.set_faults(faults or Faults())
+
+    # faults
+    @property
+    def faults(self) -> Faults:
+        return self._faults
+
+    @property
+    def catalog(self) -> dict[str, Dataset]:
+        """The org's objects as clients see them: the store's catalog with describe drift applied."""
+        return self._catalog
+
+    def set_faults(self, faults: Faults) -> None:
+        """Replace the faults and reset the counters (windows count from now). Thread-safe."""
+        if not isinstance(faults, Faults):
+            raise TypeError(f"expected Faults, got {type(faults).__name__}")
+        catalog = faults.drifted(self.store.catalog)  # validates the drift before changing anything
+        with self._lock:
+            self._faults, self._catalog = faults, catalog
+            self._reset_counters_locked()
+
+    def reset_counters(self) -> None:
+        """Restart call numbering and API usage (from ``faults.api_usage``); re-arm session expiry."""
+        with self._lock:
+            self._reset_counters_locked()
+
+    def _reset_counters_locked(self) -> None:
+        self._call_count = self._api_calls = 0
+        self._expiry_fired = False
+
+    def counters(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                "api_calls_seen": self._call_count,
+                "api_calls_admitted": self._api_calls,
+                "api_usage": self._faults.api_usage + self._api_calls,
+                "api_daily_max": self._faults.api_daily_max,
+            }
+
+    def admit(self, token: str | None) -> Admission:
+        """Number an API call and decide its fate (see :mod:`tally.sfsim.faults` for the order)."""
+        now = time.monotonic()
+        with self._lock:
+            f = self._faults
+            self._call_count += 1
+            call = self._call_count
+            usage = f.api_usage + self._api_calls
+            if _in_window(call, f.reset_after, f.reset_count):
+                return Admission("reset", call, usage, 0)
+            if _in_window(call, f.errors_5xx_after, f.errors_5xx_count):
+                return Admission("error_5xx", call, usage, f.errors_5xx_status)
+            if (
+                f.expire_session_after is not None
+                and call > f.expire_session_after
+                and not self._expiry_fired
+            ):
+                self._expiry_fired = True
+                self._sessions.clear()
+            if not (token and self._check_session_locked(token, now)):
+                return Admission("unauthorised", call, usage, 401)
+            if _in_window(call, f.rate_limit_after, f.rate_limit_calls):
+                return Admission("rate_limited", call, usage, 403)
+            self._api_calls += 1
+            return Admission("ok", call, usage + 1)
+
+    @property
+    def page_size(self) -> int:
+        """REST query page size: ``faults.page_size`` when set, else the configured one."""
+        return self._faults.page_size or self._page_size
+
+    @page_size.setter
+    def page_size(self, value: int) -> None:
+        self._page_size = value
 
     @property
     def base_url(self) -> str:
@@ -189,14 +310,16 @@ class SalesforceSimulator(ThreadingHTTPServer):
 
     def check_session(self, token: str) -> bool:
         """True if the session exists and is live; each use extends it (sliding timeout)."""
-        now = time.monotonic()
         with self._lock:
-            expires = self._sessions.get(token)
-            if expires is None or expires < now:
-                self._sessions.pop(token, None)
-                return False
-            self._sessions[token] = now + self.session_ttl
-            return True
+            return self._check_session_locked(token, time.monotonic())
+
+    def _check_session_locked(self, token: str, now: float) -> bool:
+        expires = self._sessions.get(token)
+        if expires is None or expires < now:
+            self._sessions.pop(token, None)
+            return False
+        self._sessions[token] = now + self.session_ttl
+        return True
 
     def expire_sessions(self) -> None:
         """Invalidate every session (tests use this to exercise re-login)."""
@@ -204,14 +327,15 @@ class SalesforceSimulator(ThreadingHTTPServer):
             self._sessions.clear()
 
     # API usage
-    def count_api_call(self) -> int:
-        with self._lock:
-            self._api_calls += 1
-            return self._api_calls
-
     @property
     def api_calls(self) -> int:
+        """API calls admitted since the counters were reset."""
         return self._api_calls
+
+    @property
+    def api_usage(self) -> int:
+        """What ``Sforce-Limit-Info`` reports as used: ``faults.api_usage`` + admitted calls."""
+        return self._faults.api_usage + self._api_calls
 
     # query cursors
     def open_cursor(self, records: list[str], page_size: int, endpoint: str) -> str:
@@ -277,6 +401,12 @@ def _routes() -> list[_Route]:
         (rf"{_API}/sobjects/(?P<obj>\w+)/describe", ("GET",), h.describe),
         (rf"{_API}/(?P<ep>query|queryAll)", ("GET",), h.query),
         (rf"{_API}/(?P<ep>query|queryAll)/(?P<locator>01g\w+)-(?P<offset>\d+)", ("GET",), h.query_more),
+        (rf"{_API}/jobs/query", ("GET", "POST"), h.bulk_jobs),
+        (rf"{_API}/jobs/query/(?P<job>\w+)", ("GET", "PATCH", "DELETE"), h.bulk_job),
+        (rf"{_API}/jobs/query/(?P<job>\w+)/results", ("GET",), h.bulk_results),
+        (r"/__admin/faults", ("GET", "PUT"), h.admin_faults),
+        (r"/__admin/counters", ("GET",), h.admin_counters),
+        (r"/__admin/reset", ("POST",), h.admin_reset),
     ]
     return [_Route(re.compile(p + "/?"), m, fn) for p, m, fn in table]
 
@@ -293,6 +423,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        # Headers and body go out as two writes: without TCP_NODELAY, Nagle holds the second
+        # until the client's delayed ACK (~40 ms per request).
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if isinstance(self.connection, ssl.SSLSocket):
             self.connection.do_handshake()
 
@@ -306,6 +440,8 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         self.url_path, self.params = url.path, parse_qs(url.query, keep_blank_values=True)
         self.is_api = False  # set once an API call is authorised: adds the usage header
+        self.log_soql = ""  # SOQL to show in the log line
+        self.call: int | None = None  # API call number, for the log line
         length = self.headers.get("Content-Length") or "0"
         if not length.isdigit() or int(length) > _MAX_BODY:
             self.close_connection = True
@@ -313,11 +449,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.body = self.rfile.read(int(length))
         try:
-            if re.match(_API + "(/|$)", self.url_path):
-                if not self._authorised():
-                    self._error(401, "INVALID_SESSION_ID", "Session expired or invalid")
-                    return
-                self.is_api, self.usage = True, self.server.count_api_call()
+            if re.match(_API + "(/|$)", self.url_path) and not self._admit():
+                return
             for route in ROUTES:
                 match = route.pattern.fullmatch(self.url_path)
                 if match:
@@ -337,12 +470,55 @@ class _Handler(BaseHTTPRequestHandler):
             msg = f"An unexpected error occurred. Please include this ErrorId if you contact support: {error_id}"
             self._error(500, "UNKNOWN_EXCEPTION", msg)
 
-    def _authorised(self) -> bool:
+    def _bearer(self) -> str | None:
         scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
-        return scheme.lower() in ("bearer", "oauth") and self.server.check_session(token.strip())
+        return token.strip() if scheme.lower() in ("bearer", "oauth") else None
+
+    def _admit(self) -> bool:
+        """Count the API call and apply the faults; False if the call was answered (or dropped)."""
+        verdict = self.server.admit(self._bearer())
+        self.call, self.usage = verdict.call, verdict.usage
+        if verdict.action == "reset":
+            self._reset_connection()
+            return False
+        self.is_api = verdict.action != "unauthorised"  # 401s carry no usage header
+        if verdict.action == "error_5xx":
+            if verdict.status == 500:
+                error_id = _random(10, string.digits)
+                self._error(
+                    500,
+                    "UNKNOWN_EXCEPTION",
+                    f"An unexpected error occurred. Please include this ErrorId if you contact support: {error_id}",
+                )
+            else:
+                msg = "Server temporarily unavailable. Please try again later."
+                self._error(verdict.status, "SERVER_UNAVAILABLE", msg)
+            return False
+        if verdict.action == "unauthorised":
+            self._error(401, "INVALID_SESSION_ID", "Session expired or invalid")
+            return False
+        if verdict.action == "rate_limited":
+            self._error(403, "REQUEST_LIMIT_EXCEEDED", REQUEST_LIMIT_EXCEEDED)
+            return False
+        return True
+
+    def _reset_connection(self) -> None:
+        """Drop the connection without a response: SO_LINGER 0 makes close() send a TCP RST."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        with contextlib.suppress(OSError):
+            self.connection.close()
+        self._log("RESET", 0)
 
     # responses
-    def _send(self, status: int, body: Any, content_type: str = "application/json;charset=UTF-8") -> None:
+    def _send(
+        self,
+        status: int,
+        body: Any,
+        content_type: str = "application/json;charset=UTF-8",
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         if isinstance(body, str):
             data = body.encode()
         elif isinstance(body, bytes):
@@ -350,27 +526,37 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             data = json.dumps(body).encode()
         self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
+        if status != 204:  # a 204 has neither body nor Content-Length
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
         if self.is_api:
-            self.send_header("Sforce-Limit-Info", f"api-usage={self.usage}/{DAILY_API_LIMIT}")
+            self.send_header(
+                "Sforce-Limit-Info", f"api-usage={self.usage}/{self.server.faults.api_daily_max}"
+            )
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
-        if self.command != "HEAD":
+        if self.command != "HEAD" and status != 204:
             self.wfile.write(data)
         self._log(status, len(data))
 
     def _error(self, status: int, code: str, message: str) -> None:
         self._send(status, [{"message": message, "errorCode": code}])
 
-    def _log(self, status: int, size: int) -> None:
+    def _log(self, status: int | str, size: int) -> None:
         """One line per request; never the query string (it may carry secrets) except SOQL."""
         extra = ""
-        if self.url_path.rstrip("/").endswith(("/query", "/queryAll")):
-            q = " ".join(self.params.get("q", [""])[0].split())
+        soql_text = self.log_soql
+        if not soql_text and self.url_path.rstrip("/").endswith(("/query", "/queryAll")):
+            soql_text = self.params.get("q", [""])[0]
+        if soql_text:
+            q = " ".join(soql_text.split())
             extra = f" q={q[:300]!r}"
+        if getattr(self, "call", None) is not None and self.url_path.startswith("/services/data/v"):
+            extra = f" call={self.call}" + extra
         ms = (time.monotonic() - self._started) * 1000
         log.info(
-            '%s "%s %s" %d %dB %.1fms%s',
+            '%s "%s %s" %s %dB %.1fms%s',
             self.client_address[0],
             self.command,
             self.url_path,
@@ -488,29 +674,28 @@ class _Handler(BaseHTTPRequestHandler):
     def resources(self, match: re.Match[str]) -> None:
         base = f"/services/data/v{match['ver']}"
         names = ("limits", "query", "queryAll", "sobjects")
-        self._send(200, {name: f"{base}/{name}" for name in names})
+        doc = {name: f"{base}/{name}" for name in names}
+        doc["jobs"] = {"ingest": f"{base}/jobs/ingest", "query": f"{base}/jobs/query"}
+        self._send(200, doc)
 
     def limits(self, match: re.Match[str]) -> None:
-        remaining = max(0, DAILY_API_LIMIT - self.server.api_calls)
+        daily_max = self.server.faults.api_daily_max
+        remaining = max(0, daily_max - self.usage)
         self._send(
             200,
             {
-                "DailyApiRequests": {"Max": DAILY_API_LIMIT, "Remaining": remaining},
+                "DailyApiRequests": {"Max": daily_max, "Remaining": remaining},
                 "DailyBulkApiBatches": {"Max": 15000, "Remaining": 15000},
                 "DataStorageMB": {"Max": 1024, "Remaining": 1024},
             },
         )
 
     def global_describe(self, match: re.Match[str]) -> None:
-        objects = [
-            _describe(ds, match["ver"], with_fields=False) for ds in self.server.store.catalog.values()
-        ]
+        objects = [_describe(ds, match["ver"], with_fields=False) for ds in self.server.catalog.values()]
         self._send(200, {"encoding": "UTF-8", "maxBatchSize": 200, "sobjects": objects})
 
     def describe(self, match: re.Match[str]) -> None:
-        ds = next(
-            (d for n, d in self.server.store.catalog.items() if n.lower() == match["obj"].lower()), None
-        )
+        ds = next((d for n, d in self.server.catalog.items() if n.lower() == match["obj"].lower()), None)
         if ds is None:
             self._error(404, "NOT_FOUND", "The requested resource does not exist")
             return
@@ -520,7 +705,7 @@ class _Handler(BaseHTTPRequestHandler):
         endpoint, ver = match["ep"], match["ver"]
         text = self.params.get("q", [""])[0]
         try:
-            parsed = soql.parse(text, self.server.store.catalog)
+            parsed = soql.parse(text, self.server.catalog)
         except soql.SoqlError as exc:
             self._error(400, exc.error_code, exc.message)
             return
@@ -567,6 +752,139 @@ class _Handler(BaseHTTPRequestHandler):
             head["nextRecordsUrl"] = f"/services/data/v{ver}/{endpoint}/{locator}-{end}"
         body = json.dumps(head)[:-1] + ', "records": [' + ", ".join(records[offset:end]) + "]}"
         self._send(200, body)
+
+    # Bulk API 2.0 query jobs (see tally.sfsim.bulk)
+    def _json_body(self) -> Any:
+        try:
+            return json.loads(self.body or b"null")
+        except ValueError as exc:
+            raise BulkError(
+                400, "JSON_PARSER_ERROR", f"Unexpected character in request body: {exc}"
+            ) from None
+
+    def _bulk(self, action: Callable[[], None]) -> None:
+        try:
+            action()
+        except BulkError as exc:
+            self._error(exc.status, exc.error_code, exc.message)
+
+    def bulk_jobs(self, match: re.Match[str]) -> None:
+        if self.command == "GET":
+            records = [job.info(detail=False) for job in self.server.bulk_jobs.all()]
+            self._send(200, {"done": True, "records": records, "nextRecordsUrl": None})
+        else:
+            self._bulk(lambda: self._bulk_create(match["ver"]))
+
+    def _bulk_create(self, ver: str) -> None:
+        body = self._json_body()
+        if not isinstance(body, dict):
+            raise BulkError(400, "JSON_PARSER_ERROR", "The request body must be a JSON object")
+        operation, text = body.get("operation"), body.get("query")
+        self.log_soql = text if isinstance(text, str) else ""
+        if operation not in ("query", "queryAll"):
+            raise BulkError(400, "API_ERROR", f"Invalid operation for a query job: {operation!r}")
+        if body.get("contentType", "CSV") != "CSV":
+            raise BulkError(400, "API_ERROR", "contentType must be CSV")
+        delimiter, line_ending = body.get("columnDelimiter", "COMMA"), body.get("lineEnding", "LF")
+        if delimiter not in DELIMITERS:
+            raise BulkError(400, "API_ERROR", f"Invalid columnDelimiter: {delimiter!r}")
+        if line_ending not in LINE_ENDINGS:
+            raise BulkError(400, "API_ERROR", f"Invalid lineEnding: {line_ending!r}")
+        if not isinstance(text, str):
+            raise BulkError(400, "API_ERROR", "query is required for query jobs")
+        parsed = self._bulk_parse(text)
+        faults = self.server.faults
+        job = self.server.bulk_jobs.create(
+            operation=operation,
+            object=parsed.object_name,
+            query=text,
+            api_version=ver,
+            column_delimiter=delimiter,
+            line_ending=line_ending,
+            created_by=USER_ID + sfid.suffix(USER_ID),
+            polls_until_complete=faults.bulk_polls_until_complete,
+            failure=faults.bulk_job_failure,
+        )
+        self._send(200, job.info(detail=False))
+
+    def _bulk_parse(self, text: str) -> soql.SoqlQuery:
+        try:
+            parsed = soql.parse(text, self.server.catalog)
+        except soql.SoqlError as exc:
+            raise BulkError(400, "API_ERROR", exc.message) from None
+        if parsed.is_count:
+            raise BulkError(400, "API_ERROR", "Aggregate queries are not supported by Bulk API 2.0: COUNT()")
+        return parsed
+
+    def _bulk_run(self, job: BulkJob) -> tuple[tuple[Field, ...], list[list[object]]]:
+        parsed = self._bulk_parse(job.query)  # against the org as it is now (drift may fail it)
+        fields = tuple(f for name in parsed.fields for f in parsed.dataset.fields if f.name == name)
+        rows = self.server.store.query(parsed, include_deleted=job.operation == "queryAll")
+        return fields, [[rec[f.name] for f in fields] for _, rec in rows]
+
+    def bulk_job(self, match: re.Match[str]) -> None:
+        jobs, job_id = self.server.bulk_jobs, match["job"]
+
+        def act() -> None:
+            if self.command == "GET":
+                self._send(200, jobs.poll(job_id, self._bulk_run).info())
+            elif self.command == "DELETE":
+                jobs.delete(job_id)
+                self._send(204, b"")
+            else:
+                body = self._json_body()
+                state = body.get("state") if isinstance(body, dict) else None
+                if state != "Aborted":
+                    jobs.get(job_id)  # 404 first, as Salesforce
+                    raise BulkError(
+                        400, "API_ERROR", f"A query job can only be set to Aborted, not {state!r}"
+                    )
+                self._send(200, jobs.abort(job_id).info(detail=False))
+
+        self._bulk(act)
+
+    def bulk_results(self, match: re.Match[str]) -> None:
+        def act() -> None:
+            locator = self.params.get("locator", [None])[0]
+            max_records = self.params.get("maxRecords", [None])[0]
+            text, count, next_locator = self.server.bulk_jobs.page(match["job"], locator, max_records)
+            headers = {"Sforce-Locator": next_locator, "Sforce-NumberOfRecords": str(count)}
+            self._send(200, text, "text/csv", headers)
+
+        self._bulk(act)
+
+    # fault control for out-of-process tests
+    def _admin_authorised(self) -> bool:
+        expected = self.server.credentials.admin_token
+        given = self.headers.get(ADMIN_HEADER, "")
+        if not expected:
+            self._send(403, {"error": "admin API disabled: the credentials have no admin_token"})
+            return False
+        if not given or not _same(given, expected):
+            self._send(403, {"error": f"missing or wrong {ADMIN_HEADER} header"})
+            return False
+        return True
+
+    def admin_faults(self, match: re.Match[str]) -> None:
+        if not self._admin_authorised():
+            return
+        if self.command == "PUT":
+            try:
+                self.server.set_faults(Faults.from_json(self.body.decode(errors="replace") or "{}"))
+            except (ValueError, TypeError) as exc:
+                self._send(400, {"error": str(exc)})
+                return
+            log.info("faults set: %s", json.dumps(self.server.faults.to_dict(), separators=(",", ":")))
+        self._send(200, self.server.faults.to_dict())
+
+    def admin_counters(self, match: re.Match[str]) -> None:
+        if self._admin_authorised():
+            self._send(200, self.server.counters())
+
+    def admin_reset(self, match: re.Match[str]) -> None:
+        if self._admin_authorised():
+            self.server.reset_counters()
+            self._send(200, self.server.counters())
 
 
 ROUTES = _routes()
@@ -635,7 +953,7 @@ def describe_type(f: Field) -> str:
     """The describe ``type`` of a catalog field."""
     if f.type == "id":
         return "id" if f.name == "Id" else "reference"
-    if f.name == "Probability":
+    if f.name == "Probability" and f.type == "double":
         return "percent"
     return {"bool": "boolean", "decimal": "currency"}.get(f.type, f.type)
 
@@ -718,6 +1036,7 @@ def make_server(
     certfile: str | Path | None = None,
     keyfile: str | Path | None = None,
     session_ttl: float = 2 * 3600.0,
+    faults: Faults | None = None,
 ) -> SalesforceSimulator:
     """A bound (not yet serving) simulator; HTTPS when ``certfile`` is given, else plain HTTP."""
     if page_size < 1:
@@ -734,6 +1053,7 @@ def make_server(
         ssl_context=context,
         page_size=page_size,
         session_ttl=session_ttl,
+        faults=faults,
     )
     server.certfile = str(certfile) if certfile else None
     return server
@@ -748,6 +1068,7 @@ def start_in_thread(
     certfile: str | Path | None = None,
     keyfile: str | Path | None = None,
     session_ttl: float = 2 * 3600.0,
+    faults: Faults | None = None,
 ) -> tuple[SalesforceSimulator, str]:
     """Serve HTTPS from a daemon thread; return ``(server, base_url)``. Stop with ``server.stop()``.
 
@@ -762,7 +1083,9 @@ def start_in_thread(
         certfile, keyfile = Path(tempdir, "cert.pem"), Path(tempdir, "key.pem")
         hosts = dict.fromkeys(h for h in (host, "127.0.0.1", "localhost") if h not in ("0.0.0.0", "::", ""))
         generate_certificate(certfile, keyfile, tuple(hosts))
-    server = make_server(store_path, credentials, host, port, page_size, certfile, keyfile, session_ttl)
+    server = make_server(
+        store_path, credentials, host, port, page_size, certfile, keyfile, session_ttl, faults=faults
+    )
     server._tempdir = tempdir
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="sfsim", daemon=True

@@ -27,6 +27,9 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from tally.catalog import SALESFORCE, Dataset
 
 MALFORMED_QUERY = "MALFORMED_QUERY"
+# ``Dataset.extra`` key: {field: SQL expression} for fields that are computed, not stored
+# (the simulator's describe drift, see :mod:`tally.sfsim.faults`).
+VIRTUAL_COLUMNS = "sfsim_virtual_columns"
 INVALID_TYPE = "INVALID_TYPE"
 INVALID_FIELD = "INVALID_FIELD"
 
@@ -157,7 +160,8 @@ class SoqlQuery:
             tail += " WHERE " + " AND ".join(conds)
         if self.order_by and not self.is_count:
             tail += " ORDER BY " + ", ".join(
-                f"{quote_ident(o.field)} {'DESC' if o.descending else 'ASC'} NULLS {'LAST' if o.nulls_last else 'FIRST'}"
+                f"{column_sql(self.dataset, o.field)} {'DESC' if o.descending else 'ASC'} "
+                f"NULLS {'LAST' if o.nulls_last else 'FIRST'}"
                 for o in self.order_by
             )
         if self.limit is not None:
@@ -166,12 +170,18 @@ class SoqlQuery:
         # Identifiers come from the catalog only; every value is a ``?`` parameter.
         if self.is_count:
             return "SELECT COUNT(*) FROM (SELECT 1" + tail + ")", params  # noqa: S608
-        return "SELECT " + ", ".join(quote_ident(c) for c in (columns or self.fields)) + tail, params
+        selected = ", ".join(column_sql(self.dataset, c) for c in (columns or self.fields))
+        return "SELECT " + selected + tail, params
 
 
 def quote_ident(identifier: str) -> str:
     """Quote a catalog identifier for SQLite."""
     return '"' + identifier.replace('"', '""') + '"'
+
+
+def column_sql(dataset: Dataset, name: str) -> str:
+    """The SQL for a field: its quoted column, or its expression if the field is virtual."""
+    return dataset.extra.get(VIRTUAL_COLUMNS, {}).get(name) or quote_ident(name)
 
 
 # --- parser -----------------------------------------------------------------------------------
@@ -332,7 +342,7 @@ class _Parser:
         field_tok = self.advance()
         name = self.resolve_field(field_tok)
         ftype = self.field_type(name)
-        col = quote_ident(name)
+        col = column_sql(self.dataset, name)
         if self.tok.is_kw("NOT", "IN"):
             negate = self.advance().text.upper() == "NOT"
             if negate:

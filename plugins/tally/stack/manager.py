@@ -59,7 +59,7 @@ class Stack:
         s.setdefault("kafka", {})
         s.setdefault("sfsim", {
             "username": "integration@tally.local", "password": _secret(), "security_token": _secret(),
-            "client_id": _secret(), "client_secret": _secret(),
+            "client_id": _secret(), "client_secret": _secret(), "admin_token": _secret(),
             "db": str(self.home / "sfsim" / "store.db"),
             "cert": str(self.home / "sfsim" / "cert.pem"), "key": str(self.home / "sfsim" / "key.pem"),
             "credentials": str(self.home / "sfsim" / "credentials.json"),
@@ -173,7 +173,8 @@ class Stack:
         Path(sf["db"]).parent.mkdir(parents=True, exist_ok=True)
         ensure_certificate(Path(sf["cert"]), Path(sf["key"]))
         write_private_json(Path(sf["credentials"]), {
-            k: sf[k] for k in ("username", "password", "security_token", "client_id", "client_secret")
+            k: sf[k] for k in ("username", "password", "security_token", "client_id", "client_secret", "admin_token")
+            if k in sf
         })
         SalesforceStore(Path(sf["db"])).close()  # creates the schema if new
         log = self.logs / "sfsim.log"
