@@ -22,6 +22,7 @@ WAREHOUSE_CONN = "tally_warehouse"
 ERP_CONN = "tally_erp"
 SALESFORCE_CONN = "tally_salesforce"
 LAKE_CONN = "tally_lake"
+KAFKA_CONN = "tally_kafka"
 
 
 def _postgres(conn_id: str) -> PostgresConn:
@@ -37,7 +38,7 @@ def _salesforce(conn_id: str) -> SalesforceConn:
     return SalesforceConn(
         login_url=login_url, username=c.login or "", password=c.password or "",
         security_token=extra.get("security_token", ""), api_version=str(extra.get("api_version", "62.0")),
-        ca_bundle=extra.get("ca_bundle"),
+        ca_bundle=extra.get("ca_bundle"), client_id=extra.get("client_id"), client_secret=extra.get("client_secret"),
     )
 
 
@@ -47,6 +48,19 @@ def _lake(conn_id: str) -> Lake:
     s3 = S3Options(endpoint_url=extra.get("endpoint_url"), access_key=c.login, secret_key=c.password,
                    region=extra.get("region_name", "us-east-1"))
     return Lake(c.host or "", s3)
+
+
+def kafka_bootstrap(conn_id: str = KAFKA_CONN) -> str:
+    """Kafka bootstrap servers from a Connection: extra ``bootstrap_servers`` if set, else
+    ``host`` (a comma-separated list may carry its own ports) with ``port`` (default 9092)."""
+    c = BaseHook.get_connection(conn_id)
+    explicit = c.extra_dejson.get("bootstrap_servers")
+    if explicit:
+        return str(explicit)
+    hosts = [h.strip() for h in (c.host or "").split(",") if h.strip()]
+    if not hosts:
+        raise ValueError(f"connection {conn_id} has no host (or extra bootstrap_servers)")
+    return ",".join(h if ":" in h else f"{h}:{c.port or 9092}" for h in hosts)
 
 
 def resources(run_id: str | None = None, need: tuple[str, ...] = ()) -> Resources:

@@ -59,6 +59,9 @@ class SalesforceConn:
     security_token: str
     api_version: str = "62.0"
     ca_bundle: str | None = None  # path for requests' verify=, or None for the system store
+    # OAuth 2.0 client credentials flow (a connected app), used when no username is given
+    client_id: str | None = None
+    client_secret: str | None = None
 
 
 def read_json(path: Path) -> dict:

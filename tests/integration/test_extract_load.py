@@ -125,3 +125,19 @@ def test_wrong_salesforce_password_is_a_clear_error(stack, lake, warehouse_conn)
         pipeline.extract(res, "salesforce.User", DS, start, end)
     assert "wrong" not in str(info.value)
     assert lake.committed("raw/salesforce/User") == []  # nothing half-committed
+
+
+def test_cli_extract_salesforce_lands_an_interval(stack, seeded, tmp_path):
+    from typer.testing import CliRunner
+
+    from tally.cli import app
+    from tally.lake import Lake
+
+    lake_dir = tmp_path / "cli-lake"
+    result = CliRunner().invoke(app, ["extract", "salesforce", "--object", "Opportunity", "--start", "2026-04-30",
+                                      "--end", "2026-05-01", "--lake", str(lake_dir)],
+                                env={"TALLY_HOME": str(stack.home), "COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "row_count" in result.output
+    rows = Lake(str(lake_dir)).read_table("raw/salesforce/Opportunity", "2026-04-30").num_rows
+    assert rows == sum(1 for o in seeded.salesforce["Opportunity"] if o["SystemModstamp"] < AS_OF)

@@ -165,8 +165,9 @@ def test_exhausted_retries_fail_clearly_and_leave_the_last_good_version(world, l
     before = lake.read_manifest(OPP.lake_path, DAY1.date().isoformat())
     server.set_faults(Faults(rate_limit_after=4, page_size=300))  # never recovers
     failing = source(conn, page_size=300, policy=RetryPolicy(max_attempts=3, base_delay=0.01))
-    with pytest.raises(SalesforceUnavailable, match=r"Opportunity .*gave up after 3 attempts.*REQUEST_LIMIT_EXCEEDED"):
+    with pytest.raises(SalesforceUnavailable, match=r"Opportunity .*gave up after 3 attempts.*REQUEST_LIMIT_EXCEEDED") as info:
         run(failing, lake, DAY1)
+    assert "previous version stays committed" in str(info.value) and "What to do" in str(info.value)
     assert lake.read_manifest(OPP.lake_path, DAY1.date().isoformat())["files"] == before["files"]
     assert_equal_to_truth(lake, store, DAY2)
 
@@ -245,3 +246,14 @@ def test_wrong_credentials_get_salesforce_error_without_the_password(world, lake
     with pytest.raises(SalesforceAuthError, match="INVALID_LOGIN") as info:
         run(source(replace(conn, password="not-it")), lake, DAY1)
     assert "not-it" not in str(info.value)
+
+
+def test_oauth_client_credentials_login(world, lake, sim):
+    from dataclasses import replace
+
+    server, store, conn = world
+    creds = sim[2]
+    oauth = replace(conn, username="", password="", security_token="", client_id=creds.client_id,
+                    client_secret=creds.client_secret)
+    m = run(source(oauth), lake, DAY1)
+    assert m["row_count"] == N

@@ -29,7 +29,7 @@ from tally.catalog import Dataset, Field
 from tally.config import SalesforceConn
 from tally.lake import ARROW_TYPES, Lake
 from tally.landing import batches_from_rows, interval_start, land
-from tally.sources.salesforce_client import ResilientSalesforce, RetryPolicy
+from tally.sources.salesforce_client import ResilientSalesforce, RetryPolicy, SalesforceUnavailable
 
 Progress = Callable[[int], None]
 
@@ -172,6 +172,18 @@ class SalesforceSource:
     def extract(self, lake: Lake, dataset: Dataset, ds: str, start: datetime, end: datetime,
                 progress: Progress | None = None) -> dict:
         """Land ``dataset`` for ``[start - overlap, end)`` as partition ``ds``; returns the manifest."""
+        try:
+            return self._extract(lake, dataset, ds, start, end, progress)
+        except SalesforceUnavailable as exc:
+            previous = lake.read_manifest(dataset.lake_path, ds)
+            kept = "its previous version stays committed" if previous else "nothing was committed for it"
+            raise SalesforceUnavailable(
+                f"{exc}. {dataset.dataset_id} ds={ds} was not replaced: {kept}. What to do: check the org's "
+                f"API usage and status, then re-run this task; the interval is re-read in full."
+            ) from exc
+
+    def _extract(self, lake: Lake, dataset: Dataset, ds: str, start: datetime, end: datetime,
+                 progress: Progress | None) -> dict:
         since, mode = interval_start(lake, dataset, ds, start)
         window_start = since - self.options.overlap if since is not None else None
         interval = f"{dataset.name} [{window_start or 'beginning'}, {end})"

@@ -36,7 +36,7 @@ from simple_salesforce.exceptions import (
 )
 
 from tally.config import SalesforceConn
-from tally.sources.salesforce_auth import VerifyingSession, login
+from tally.sources.salesforce_auth import VerifyingSession, login, login_client_credentials
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -98,9 +98,14 @@ class ResilientSalesforce:
         return self._sf
 
     def _login(self) -> None:
-        session_id, instance_url = self._retrying("login", lambda: login(
-            self.conn.login_url, self.conn.username, self.conn.password, self.conn.security_token,
-            api_version=self.conn.api_version, session=self.session))
+        c = self.conn
+        if not c.username and c.client_id:
+            session_id, instance_url = self._retrying("login (client credentials)", lambda: login_client_credentials(
+                c.login_url, c.client_id, c.client_secret or "", session=self.session))
+        else:
+            session_id, instance_url = self._retrying("login", lambda: login(
+                c.login_url, c.username, c.password, c.security_token, api_version=c.api_version,
+                session=self.session))
         self._sf = Salesforce(instance_url=instance_url, session_id=session_id, session=self.session,
                               version=self.conn.api_version)
 
