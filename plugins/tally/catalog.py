@@ -189,12 +189,21 @@ SALESFORCE: dict[str, Dataset] = {
     ),
 }
 
+# ERP tables. ``_deleted`` is not an ERP column: the extractor adds it to every raw ERP row
+# (false for rows read from the table, true for tombstones of keys deleted at the source), so
+# ``deleted_flag`` names it as Salesforce's ``IsDeleted`` is named. Non-nullable fields are
+# required: a source row with a null there, or a value that does not parse as the field's type,
+# is quarantined instead of landed (see ``tally.sources.erp``). ``extra["full_reload"]``: land
+# the whole table every ds (small dimensions) instead of the rows changed in the interval.
+ERP_DELETED = "_deleted"
+
 ERP: dict[str, Dataset] = {
     "customers": Dataset(
         source="erp",
         name="customers",
         key="customer_id",
         cursor="updated_at",
+        deleted_flag=ERP_DELETED,
         fields=(
             F("customer_id", "int", False),
             F("name", "string"),
@@ -209,6 +218,7 @@ ERP: dict[str, Dataset] = {
         name="sales_orders",
         key="order_id",
         cursor="updated_at",
+        deleted_flag=ERP_DELETED,
         fields=(
             F("order_id", "int", False),
             F("customer_id", "int", False),
@@ -216,6 +226,80 @@ ERP: dict[str, Dataset] = {
             F("status", "string"),
             F("currency", "string"),
             F("total_amount", "decimal"),
+            F("created_at", "datetime"),
+            F("updated_at", "datetime", False),
+        ),
+    ),
+    "products": Dataset(
+        source="erp",
+        name="products",
+        key="product_id",
+        cursor="updated_at",
+        deleted_flag=ERP_DELETED,
+        extra={"full_reload": True},
+        fields=(
+            F("product_id", "int", False),
+            F("sku", "string", False),
+            F("name", "string"),
+            F("category", "string"),
+            F("list_price", "decimal"),
+            F("active", "bool"),
+            F("created_at", "datetime"),
+            F("updated_at", "datetime", False),
+        ),
+    ),
+    "order_lines": Dataset(
+        source="erp",
+        name="order_lines",
+        key="line_id",
+        cursor="updated_at",
+        deleted_flag=ERP_DELETED,
+        fields=(
+            F("line_id", "int", False),
+            F("order_id", "int", False),
+            F("line_no", "int"),
+            F("product_id", "int"),
+            F("quantity", "int"),
+            F("unit_price", "decimal"),
+            F("discount_amount", "decimal"),
+            F("line_amount", "decimal"),
+            F("created_at", "datetime"),
+            F("updated_at", "datetime", False),
+        ),
+    ),
+    "invoices": Dataset(
+        source="erp",
+        name="invoices",
+        key="invoice_id",
+        cursor="updated_at",
+        deleted_flag=ERP_DELETED,
+        fields=(
+            F("invoice_id", "int", False),
+            F("order_id", "int", False),
+            F("invoice_number", "string"),
+            F("invoice_date", "date"),
+            F("due_date", "date"),
+            F("currency", "string"),
+            F("amount", "decimal"),
+            F("status", "string"),
+            F("created_at", "datetime"),
+            F("updated_at", "datetime", False),
+        ),
+    ),
+    "payments": Dataset(
+        source="erp",
+        name="payments",
+        key="payment_id",
+        cursor="updated_at",
+        deleted_flag=ERP_DELETED,
+        fields=(
+            F("payment_id", "int", False),
+            F("invoice_id", "int", False),
+            F("payment_date", "date"),
+            F("method", "string"),
+            # a varchar in the ERP (typed in by hand): parsed to an exact decimal on landing
+            F("amount", "decimal", False),
+            F("currency", "string"),
             F("created_at", "datetime"),
             F("updated_at", "datetime", False),
         ),

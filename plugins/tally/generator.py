@@ -43,6 +43,15 @@ class Scale:
     users: int = 12
     days: int = 30
     orders_per_customer: int = 3
+    products: int = 40
+
+
+@dataclass(frozen=True)
+class BadRow:
+    """An ERP row Tally must quarantine rather than land: the row as the ERP holds it, and why."""
+
+    row: dict
+    reason: str
 
 
 @dataclass
@@ -51,11 +60,18 @@ class SyntheticData:
     scale: Scale
     as_of: datetime
     salesforce: dict[str, list[dict]] = field(default_factory=dict)
+    # ERP rows that land in the raw zone, as the ERP holds them (``payments.amount`` is text there)
     erp: dict[str, list[dict]] = field(default_factory=dict)
+    # ERP rows that are in the ERP too but cannot be typed: they go to the quarantine zone
+    erp_bad: dict[str, list[BadRow]] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         return {**{f"salesforce.{k}": len(v) for k, v in self.salesforce.items()},
                 **{f"erp.{k}": len(v) for k, v in self.erp.items()}}
+
+    def erp_rows(self, table: str) -> list[dict]:
+        """Every row of an ERP table, landable or not (what the ERP database holds)."""
+        return [*self.erp.get(table, []), *(b.row for b in self.erp_bad.get(table, []))]
 
 
 def default_as_of() -> datetime:
@@ -174,6 +190,7 @@ def generate(scale: Scale = Scale(), seed: int = 7, as_of: datetime | None = Non
             order_no += 1
     data.erp["customers"] = customers
     data.erp["sales_orders"] = orders
+    _erp_documents(data, random.Random(seed + 1), start, as_of)
     return data
 
 
@@ -256,6 +273,101 @@ def _tasks(rng: random.Random, opportunities: list[dict], contacts: list[dict], 
             })
             n += 1
     return out
+
+
+PRODUCT_CATEGORIES = ["Hardware", "Software", "Services", "Support", "Training"]
+PAYMENT_METHODS = ["wire", "card", "check", "ach"]
+
+
+def _erp_documents(data: SyntheticData, rng: random.Random, start: datetime, as_of: datetime) -> None:
+    """Products, order lines, invoices and payments, from their own random stream (``seed + 1``)
+    so that the Salesforce data and the ERP customers and orders stay exactly as they were.
+
+    Order lines add up to their order's total (quantity × unit price − discount); invoices bill
+    shipped and invoiced orders; payments settle invoices. Like any legacy ERP it has dirt:
+    a few order lines lost their order (``order_id`` null), and ``payments.amount`` is a varchar
+    typed by hand, a few of which do not parse (``1.234,50``, ``12O.00``, ``n/a``), while others
+    carry stray blanks (which parse). Rows that cannot be landed go to ``data.erp_bad``.
+    """
+    span = int((as_of - start).total_seconds())
+
+    def moment(after: datetime | None = None, within_days: int | None = None) -> datetime:
+        """A time in ``[after, as_of)``; with ``within_days``, no later than that after ``after``."""
+        lo = int(((after or start) - start).total_seconds())
+        hi = span if within_days is None else min(span, lo + within_days * 86_400)
+        return start + timedelta(seconds=rng.randrange(lo, max(hi, lo + 1)))
+
+    cents = Decimal("0.01")
+    products = []
+    for n in range(data.scale.products):
+        category = rng.choice(PRODUCT_CATEGORIES)
+        created = moment()
+        products.append({
+            "product_id": 1_000 + n, "sku": f"SKU-{n:05d}", "name": f"{category} item {n}", "category": category,
+            "list_price": Decimal(rng.randrange(5_00, 5_000_00)) / 100, "active": rng.random() > 0.1,
+            "created_at": created, "updated_at": moment(created),
+        })
+    lines, invoices, payments = [], [], []
+    for order in data.erp["sales_orders"]:
+        total = int(order["total_amount"] * 100)
+        k = min(rng.randint(1, 4), total)
+        cuts = sorted(rng.sample(range(1, total), k - 1)) if k > 1 else []
+        for i, (lo, hi) in enumerate(zip([0, *cuts], [*cuts, total], strict=True)):
+            product = rng.choice(products)
+            quantity = rng.randint(1, 5)
+            amount = Decimal(hi - lo) / 100
+            unit = (amount / quantity).quantize(cents, rounding="ROUND_CEILING")
+            lines.append({
+                "line_id": 2_000_000 + len(lines), "order_id": order["order_id"], "line_no": i + 1,
+                "product_id": product["product_id"], "quantity": quantity, "unit_price": unit,
+                "discount_amount": unit * quantity - amount, "line_amount": amount,
+                "created_at": order["created_at"], "updated_at": moment(order["created_at"], 2),
+            })
+        if order["status"] == "invoiced" or (order["status"] == "shipped" and rng.random() < 0.5):
+            created = moment(order["created_at"], 5)
+            roll = rng.random()
+            status = "paid" if roll < 0.5 else "open" if roll < 0.9 else "void"
+            invoice = {
+                "invoice_id": 3_000_000 + len(invoices), "order_id": order["order_id"],
+                "invoice_number": f"INV-{len(invoices):07d}", "invoice_date": created.date(),
+                "due_date": created.date() + timedelta(days=30), "currency": order["currency"],
+                "amount": order["total_amount"], "status": status, "created_at": created,
+                "updated_at": moment(created, 3),
+            }
+            invoices.append(invoice)
+            if status == "paid" or (status == "open" and rng.random() < 0.3):
+                owed = invoice["amount"] if status == "paid" else (invoice["amount"] / 2).quantize(cents)
+                parts = [owed] if owed < 2 or rng.random() < 0.7 else [(owed / 2).quantize(cents)]
+                if sum(parts) != owed:
+                    parts.append(owed - parts[0])
+                for part in parts:
+                    paid = moment(created, 10)
+                    text = f"{part:.2f}" if rng.random() > 0.05 else f" {part:.2f} "
+                    payments.append({
+                        "payment_id": 4_000_000 + len(payments), "invoice_id": invoice["invoice_id"],
+                        "payment_date": paid.date(), "method": rng.choice(PAYMENT_METHODS), "amount": text,
+                        "currency": invoice["currency"], "created_at": paid, "updated_at": moment(paid, 1),
+                    })
+    bad: dict[str, list[BadRow]] = {"order_lines": [], "payments": []}
+    for i in sorted(rng.sample(range(len(lines)), min(len(lines), max(1, len(lines) // 250))), reverse=True):
+        row = {**lines.pop(i), "order_id": None}
+        bad["order_lines"].append(BadRow(row, "null order_id"))
+    for i in sorted(rng.sample(range(len(payments)), min(len(payments), max(1, len(payments) // 100))),
+                    reverse=True):
+        value = Decimal(payments[i]["amount"].strip())
+        typo = rng.choice([
+            f"{value:,.2f}".replace(",", " ").replace(".", ",").replace(" ", "."),  # 1.234,50
+            f"{value:.2f}".replace("0", "O", 1) if "0" in f"{value:.2f}" else f"O{value:.2f}",  # 12O.00
+            "n/a",
+        ])
+        bad["payments"].append(BadRow({**payments.pop(i), "amount": typo}, "amount: not a decimal"))
+    for rows in bad.values():
+        rows.reverse()
+    data.erp["products"] = products
+    data.erp["order_lines"] = lines
+    data.erp["invoices"] = invoices
+    data.erp["payments"] = payments
+    data.erp_bad = bad
 
 
 def _messy_reference(rng: random.Random, account_id: str) -> str | None:

@@ -118,12 +118,14 @@ class Lake:
         batches: Iterable[pa.RecordBatch],
         rows_per_file: int = 1_000_000,
         attempt: str | None = None,
+        writer_options: dict | None = None,
     ) -> Iterator[tuple[str, pa.RecordBatch]]:
         """Write record batches into part files, yielding (file, batch) as each lands.
 
         Memory stays bounded by one batch; files roll over every ``rows_per_file`` rows.
         Files are named after ``attempt`` (random if not given) so they never overwrite a
-        committed version; ``commit`` afterwards makes them the ds.
+        committed version; ``commit`` afterwards makes them the ds. ``writer_options`` go to
+        ``pyarrow.parquet.ParquetWriter`` (e.g. ``use_dictionary`` for only some columns).
         """
         part = self.path(self.partition(dataset_path, ds))
         self.fs.create_dir(part, recursive=True)
@@ -137,7 +139,7 @@ class Lake:
                     if writer is not None:
                         writer.close()
                     name = f"part-{attempt}-{file_no:05d}.parquet"
-                    writer = pq.ParquetWriter(f"{part}/{name}", schema, filesystem=self.fs)
+                    writer = pq.ParquetWriter(f"{part}/{name}", schema, filesystem=self.fs, **(writer_options or {}))
                     file_no, rows_in_file = file_no + 1, 0
                 writer.write_batch(batch)
                 rows_in_file += batch.num_rows
@@ -210,6 +212,9 @@ class Lake:
     def iter_batches(self, dataset_path: str, ds: str, batch_size: int = 65_536) -> Iterator[pa.RecordBatch]:
         for f in self.files(dataset_path, ds):
             yield from pq.ParquetFile(f, filesystem=self.fs).iter_batches(batch_size=batch_size)
+
+    def exists(self, path: str) -> bool:
+        return self._exists(path)
 
     def _exists(self, path: str) -> bool:
         return self.fs.get_file_info(path).type != pafs.FileType.NotFound

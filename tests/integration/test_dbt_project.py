@@ -146,6 +146,7 @@ IS_ACTIVE = {"005A": True, "005B": False, "005C": True, "005D": True}
 def seed(conn: psycopg.Connection) -> None:
     from tally import catalog
     from tally.lake import arrow_schema
+    from tally.sources.erp import raw_schema
     from tally.warehouse import ensure_table
 
     now = datetime.now(UTC)
@@ -154,7 +155,8 @@ def seed(conn: psycopg.Connection) -> None:
     # Every other landed object gets its (empty) raw table exactly as the loader creates it,
     # so each staging model has its source.
     for dataset in catalog.all_raw():
-        ensure_table(conn, "raw", dataset.warehouse_table, arrow_schema(dataset))
+        schema = raw_schema(dataset) if dataset.source == "erp" else arrow_schema(dataset)
+        ensure_table(conn, "raw", dataset.warehouse_table, schema)
     with conn.cursor() as cur:
         cur.executemany(
             "insert into raw.sf_user values (%s, %s, %s, %s, %s, %s, %s, %s, %s)",

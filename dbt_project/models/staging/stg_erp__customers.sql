@@ -1,4 +1,4 @@
--- ERP customers: the latest version of each customer (the ERP extract carries no delete flag).
+-- ERP customers: the latest version of each customer; rows deleted in the ERP (tombstones, `_deleted`) excluded.
 with latest as (
     {{ latest_version(source('raw', 'erp_customers'), 'customer_id', 'updated_at') }}
 )
@@ -13,3 +13,4 @@ select
     _ds as loaded_ds,
     _loaded_at as loaded_at
 from latest
+where not coalesce(_deleted, false)

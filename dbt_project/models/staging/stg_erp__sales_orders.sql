@@ -1,4 +1,4 @@
--- ERP sales orders: the latest version of each order.
+-- ERP sales orders: the latest version of each order; rows deleted in the ERP (tombstones, `_deleted`) excluded.
 with latest as (
     {{ latest_version(source('raw', 'erp_sales_orders'), 'order_id', 'updated_at') }}
 )
@@ -15,3 +15,4 @@ select
     _ds as loaded_ds,
     _loaded_at as loaded_at
 from latest
+where not coalesce(_deleted, false)

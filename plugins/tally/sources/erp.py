@@ -1,59 +1,320 @@
 """Legacy ERP extraction: one table, one data interval on ``updated_at``, streamed to the lake.
 
-Rows are read through a server-side cursor in batches (constant memory). The source's count
-for the interval is taken in the same REPEATABLE READ transaction as the rows, so the two
-always describe the same snapshot.
+For partition ``ds`` covering ``[start, end)``, inside one read-only REPEATABLE READ snapshot
+(Postgres or MySQL/MariaDB, see ``erp_dialect``):
+
+1. **Window.** ``updated_at >= start - overlap AND updated_at < end``; the overlap
+   (``TALLY_ERP_OVERLAP_SECONDS``, default 300) re-reads rows whose transaction committed after
+   the previous run with an older ``updated_at``. Re-read rows are counted apart
+   (``overlap_rows``); downstream keeps the latest version per key. The first ds of a table,
+   and every ds of a table configured for a *full reload* (``Dataset.extra["full_reload"]`` or
+   ``TALLY_ERP_FULL_RELOAD=products,…``), reads the whole table (``mode: "full"``).
+2. **Count.** ``count(*)`` over the same window: the source's own count (``source_count``).
+3. **Hard deletes.** The source's current keys (keys only) against the keys landed in every
+   committed ds before this one (``erp_deletes``). Each landed key the source no longer has
+   lands as a **tombstone** in this ds's partition: the key, ``updated_at`` = the interval end,
+   ``_deleted = true``, every other column null. Rows read from the table carry
+   ``_deleted = false``.
+4. **Rows.** Streamed as text in batches (constant memory), typed in Arrow
+   (``erp_convert``: money exact, timestamps UTC, text as text) and written to Parquet one row
+   group per batch. Rows that cannot be typed (a null in a required column, a value that does
+   not parse) go to the **quarantine** zone, ``quarantine/erp/<table>/ds=<ds>/``, as text with
+   a ``reason``.
+
+**Reconciliation.** ``row_count = source_count - quarantined + tombstones``: the raw gate checks
+exactly that (``pipeline.gate_raw``), and the manifest records the three numbers.
+
+**Key checksum.** Computed over what is written: the per-row ``md5`` part of the checksum is
+computed by the source in the same query (C, not Python) and summed for the rows that land;
+tombstones are hashed here. A few rows per batch are re-hashed in Python to prove the source's
+expression agrees with ``tally.checksum``. ``TALLY_ERP_SOURCE_KEY_HASH=false`` hashes in Python.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import time
+from collections import Counter, deque
 from collections.abc import Iterator
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
-import psycopg
-from psycopg import sql
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from tally.catalog import Dataset
-from tally.config import PostgresConn
-from tally.lake import Lake, arrow_schema
-from tally.landing import batches_from_rows, interval_start, land
+from tally.catalog import ERP_DELETED, Dataset
+from tally.checksum import MOD, key_hash
+from tally.lake import ARROW_TYPES, Lake, new_attempt, schema_fingerprint
+from tally.sources.erp_convert import Converter, caster
+from tally.sources.erp_deletes import landed_keys, missing_keys
+from tally.sources.erp_dialect import ErpConn, Session, open_session
+
+KEY_HASH = "_key_hash"
+SPOT_CHECKS = 4  # rows per batch whose source-side key hash is re-computed in Python
 
 
-def _predicate(dataset: Dataset, start: datetime | None, end: datetime) -> tuple[sql.Composable, list]:
-    cursor = sql.Identifier(dataset.cursor)
-    if start is None:
-        return sql.SQL("{} < %s").format(cursor), [end]
-    return sql.SQL("{} >= %s AND {} < %s").format(cursor, cursor), [start, end]
+@dataclass(frozen=True)
+class ErpOptions:
+    overlap: timedelta = timedelta(minutes=5)
+    batch_size: int = 50_000
+    timezone: str = "UTC"  # how the source's timestamps without an offset are to be read
+    full_reload: frozenset[str] = frozenset()  # tables reloaded whole, besides the catalog's
+    source_key_hash: bool = True
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> ErpOptions:
+        env = dict(os.environ if env is None else env)
+        return cls(
+            overlap=timedelta(seconds=int(env.get("TALLY_ERP_OVERLAP_SECONDS", "300"))),
+            batch_size=int(env.get("TALLY_ERP_BATCH_SIZE", "50000")),
+            timezone=env.get("TALLY_ERP_TIMEZONE", "UTC"),
+            full_reload=frozenset(t.strip() for t in env.get("TALLY_ERP_FULL_RELOAD", "").split(",") if t.strip()),
+            source_key_hash=env.get("TALLY_ERP_SOURCE_KEY_HASH", "true").lower() not in ("0", "false", "no"),
+        )
+
+    def reloads_fully(self, dataset: Dataset) -> bool:
+        return bool(dataset.extra.get("full_reload")) or dataset.name in self.full_reload
 
 
-def extract(conn_info: PostgresConn, lake: Lake, dataset: Dataset, ds: str, start: datetime, end: datetime,
-            batch_size: int = 50_000) -> dict:
-    since, mode = interval_start(lake, dataset, ds, start)
-    where, params = _predicate(dataset, since, end)
-    table = sql.Identifier(dataset.name)
-    with psycopg.connect(conn_info.conninfo()) as conn:
-        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        with conn.transaction():
-            source_count = conn.execute(
-                sql.SQL("SELECT count(*) FROM {} WHERE {}").format(table, where), params
-            ).fetchone()[0]
-            query = sql.SQL("SELECT {} FROM {} WHERE {} ORDER BY {}").format(
-                sql.SQL(", ").join(sql.Identifier(c) for c in dataset.field_names), table, where,
-                sql.Identifier(dataset.key),
-            )
+def raw_schema(dataset: Dataset) -> pa.Schema:
+    """The raw zone's schema: the catalog's fields plus ``_deleted``.
 
-            def rows() -> Iterator[dict]:
-                with conn.cursor(name=f"tally_{dataset.name}") as cur:
-                    cur.itersize = batch_size
-                    cur.execute(query, params)
-                    names = dataset.field_names
-                    for record in cur:
-                        yield dict(zip(names, record, strict=True))
+    Only the key, the cursor and ``_deleted`` are non-nullable: tombstones carry nothing else.
+    """
+    required = {dataset.key, dataset.cursor}
+    return pa.schema([
+        *(pa.field(f.name, ARROW_TYPES[f.type], f.name not in required) for f in dataset.fields),
+        pa.field(ERP_DELETED, pa.bool_(), False),
+    ])
 
-            return land(
-                lake, dataset, ds, batches_from_rows(rows(), arrow_schema(dataset), batch_size),
-                source_count=source_count,
-                watermark={"column": dataset.cursor, "start": since.isoformat() if since else None,
-                           "end": end.isoformat()},
-                mode=mode,
+
+def writer_options(schema: pa.Schema) -> dict:
+    """Dictionary-encode text and flags only: on ids, amounts and timestamps it rarely pays and
+    doubles the cost of writing."""
+    return {"use_dictionary": [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_boolean(f.type)]}
+
+
+def quarantine_path(dataset: Dataset) -> str:
+    return f"quarantine/{dataset.source}/{dataset.name}"
+
+
+class KeyHashSum:
+    """The key checksum (``tally.checksum``) from 64-bit hash values, summed in numpy."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.count = 0
+
+    def add_hashes(self, hashes: np.ndarray) -> None:
+        self.total = (self.total + int(hashes.view(np.uint64).sum(dtype=np.uint64))) % MOD
+        self.count += len(hashes)
+
+    def add_keys(self, keys: list) -> None:
+        self.add_hashes(np.array([key_hash(k) for k in keys], dtype=np.uint64))
+
+    def hexdigest(self) -> str:
+        return format(self.total, "016x")
+
+
+class _PushWriter:
+    """Feed ``Lake.write_batches`` one batch at a time (for a side output such as quarantine)."""
+
+    def __init__(self, lake: Lake, path: str, ds: str, schema: pa.Schema, attempt: str) -> None:
+        self._queue: deque[pa.RecordBatch] = deque()
+        self._gen = lake.write_batches(path, ds, schema, self._source(), attempt=attempt)
+        self.files: list[str] = []
+
+    def _source(self) -> Iterator[pa.RecordBatch]:
+        while self._queue:
+            yield self._queue.popleft()
+
+    def _note(self, name: str) -> None:
+        if name not in self.files:
+            self.files.append(name)
+
+    def push(self, batch: pa.RecordBatch) -> None:
+        self._queue.append(batch)
+        name, _ = next(self._gen)
+        self._note(name)
+
+    def close(self) -> None:
+        for name, _ in self._gen:
+            self._note(name)
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self._gen.close()
+
+
+def _window(s: Session, dataset: Dataset, start: datetime | None, end: datetime) -> str:
+    cur = s.quote(dataset.cursor)
+    if start is None:  # a full read also takes rows without a cursor value (and quarantines them)
+        return f"({cur} < {s.literal(end)} OR {cur} IS NULL)"
+    return f"{cur} >= {s.literal(start)} AND {cur} < {s.literal(end)}"
+
+
+def _source_keys(s: Session, dataset: Dataset, batch_size: int) -> Iterator[np.ndarray]:
+    key = next(f for f in dataset.fields if f.name == dataset.key)
+    cast = caster(key)
+    query = f"SELECT {s.quote(key.name)} FROM {s.quote(dataset.name)} WHERE {s.quote(key.name)} IS NOT NULL"  # noqa: S608
+    for batch in s.stream_text(query, [key.name], max(batch_size, 100_000)):
+        yield cast(batch.column(0)).to_numpy(zero_copy_only=False)
+
+
+def _tombstones(dataset: Dataset, schema: pa.Schema, keys: np.ndarray, at: datetime,
+                batch_size: int) -> Iterator[pa.RecordBatch]:
+    for lo in range(0, len(keys), batch_size):
+        part = keys[lo:lo + batch_size]
+        n = len(part)
+        arrays = []
+        for f in schema:
+            if f.name == dataset.key:
+                arrays.append(pa.array(part, f.type))
+            elif f.name == dataset.cursor:
+                arrays.append(pa.array([at] * n, f.type))
+            elif f.name == ERP_DELETED:
+                arrays.append(pa.array([True] * n, pa.bool_()))
+            else:
+                arrays.append(pa.nulls(n, f.type))
+        yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def extract(conn_info: ErpConn, lake: Lake, dataset: Dataset, ds: str, start: datetime, end: datetime,
+            batch_size: int | None = None, options: ErpOptions | None = None) -> dict:
+    """Land ``dataset`` for ``[start - overlap, end)`` as partition ``ds``; returns the manifest."""
+    opts = options or ErpOptions.from_env()
+    batch_size = batch_size or opts.batch_size
+    began = time.monotonic()
+    earlier = [d for d in lake.committed(dataset.lake_path) if d < ds]
+    full = opts.reloads_fully(dataset) or not earlier
+    since, mode = (None, "full") if full else (start, "incremental")
+    window_start = since - opts.overlap if since is not None else None
+    fields = dataset.fields
+    names = [f.name for f in fields]
+    converter = Converter(fields, opts.timezone)
+    schema = raw_schema(dataset)
+    key_index = names.index(dataset.key)
+    attempt = new_attempt()
+    stats = {"overlap_rows": 0, "quarantined": 0, "rows": 0}
+    reasons: Counter[str] = Counter()
+    checksum = KeyHashSum()
+    quarantine: _PushWriter | None = None
+    since_scalar = pa.scalar(since, ARROW_TYPES["datetime"]) if since is not None else None
+
+    with open_session(conn_info, opts.timezone) as s:
+        where = _window(s, dataset, window_start, end)
+        source_count = s.count(dataset.name, where)
+        delete_check: dict = {"landed_keys": 0, "source_keys": None}
+        tomb_keys = np.array([], dtype=np.int64)
+        if earlier:
+            landed = landed_keys(lake, dataset, earlier)
+            tomb_keys, source_keys = missing_keys(landed, _source_keys(s, dataset, batch_size))
+            delete_check = {"landed_keys": len(landed), "source_keys": source_keys}
+            del landed
+        columns = [s.quote(n) for n in names]
+        if opts.source_key_hash:
+            columns.append(s.key_hash_sql(s.quote(dataset.key)))
+        query = f"SELECT {', '.join(columns)} FROM {s.quote(dataset.name)} WHERE {where}"  # noqa: S608
+        text_names = [*names, KEY_HASH] if opts.source_key_hash else names
+
+        def raw_batches() -> Iterator[pa.RecordBatch]:
+            nonlocal quarantine
+            for text in s.stream_text(query, text_names, batch_size):
+                converted = converter.convert(text)
+                if converted.bad is not None:
+                    if quarantine is None:
+                        quarantine = _PushWriter(lake, quarantine_path(dataset), ds, converter.quarantine_schema,
+                                                 attempt)
+                    quarantine.push(converted.bad)
+                    stats["quarantined"] += converted.bad.num_rows
+                    reasons.update(converted.bad.column("reason").to_pylist())
+                good = converted.good
+                if not good.num_rows:
+                    continue
+                if opts.source_key_hash:
+                    hashes = text.column(KEY_HASH)
+                    if converted.keep is not None:
+                        hashes = hashes.filter(converted.keep)
+                    values = pc.cast(hashes, s.key_hash_type).to_numpy(zero_copy_only=False)
+                    _spot_check(good.column(key_index), values, dataset)
+                    checksum.add_hashes(values)
+                else:
+                    checksum.add_keys(good.column(key_index).to_pylist())
+                if since_scalar is not None:
+                    stats["overlap_rows"] += pc.sum(pc.less(good.column(dataset.cursor), since_scalar)).as_py() or 0
+                stats["rows"] += good.num_rows
+                yield pa.RecordBatch.from_arrays([*good.columns, pa.array(np.zeros(good.num_rows, dtype=bool))],
+                                                 schema=schema)
+            if len(tomb_keys):
+                checksum.add_keys(tomb_keys.tolist())
+                yield from _tombstones(dataset, schema, tomb_keys, end, batch_size)
+
+        files: list[str] = []
+        try:
+            for name, _batch in lake.write_batches(dataset.lake_path, ds, schema, raw_batches(), attempt=attempt,
+                                                   writer_options=writer_options(schema)):
+                if name not in files:
+                    files.append(name)
+        except BaseException:
+            if quarantine is not None:
+                quarantine.abort()
+            raise
+        dialect = s.name
+
+    quarantine_files: list[str] = []
+    if quarantine is not None:  # the quarantine partition is committed before the raw one
+        quarantine.close()
+        quarantine_files = quarantine.files
+        lake.commit(quarantine_path(dataset), ds, {
+            "dataset": dataset.dataset_id, "files": quarantine_files, "row_count": stats["quarantined"],
+            "reasons": dict(reasons), "raw_attempt": attempt, "schema_fingerprint":
+                schema_fingerprint(converter.quarantine_schema),
+        })
+    else:
+        lake.clear_partition(quarantine_path(dataset), ds)  # a re-run that found nothing bad
+
+    tombstones = int(len(tomb_keys))
+    row_count = stats["rows"] + tombstones
+    if checksum.count != row_count:
+        raise RuntimeError(f"{dataset.dataset_id}: checksummed {checksum.count} keys but wrote {row_count} rows")
+    elapsed = time.monotonic() - began
+    return lake.commit(dataset.lake_path, ds, {
+        "dataset": dataset.dataset_id,
+        "key": dataset.key,
+        "files": files,
+        "row_count": row_count,
+        "key_checksum": checksum.hexdigest(),
+        "source_count": source_count,
+        "tombstones": tombstones,
+        "quarantined": stats["quarantined"],
+        "quarantine": {"path": lake.partition(quarantine_path(dataset), ds), "files": quarantine_files,
+                       "reasons": dict(reasons)},
+        "overlap_rows": stats["overlap_rows"],
+        "watermark": {"column": dataset.cursor,
+                      "start": window_start.isoformat() if window_start else None,
+                      "interval_start": since.isoformat() if since else None,
+                      "end": end.isoformat(),
+                      "overlap_seconds": int(opts.overlap.total_seconds())},
+        "mode": mode,
+        "full_reload": opts.reloads_fully(dataset),
+        "delete_detection": delete_check,
+        "fields": [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in schema],
+        "schema_fingerprint": schema_fingerprint(schema),
+        "dialect": dialect,
+        "batch_size": batch_size,
+        "elapsed_seconds": round(elapsed, 3),
+        "extracted_at": datetime.now(UTC).isoformat(),
+    })
+
+
+def _spot_check(keys: pa.Array, hashes: np.ndarray, dataset: Dataset) -> None:
+    n = min(SPOT_CHECKS, len(hashes))
+    for key, value in zip(keys.slice(0, n).to_pylist(), hashes[:n].tolist(), strict=True):
+        if key_hash(key) != int(value) % MOD:
+            raise RuntimeError(
+                f"{dataset.dataset_id}: the source's key hash for {key!r} differs from tally.checksum's "
+                "(the key's text form differs between the database and Python); set "
+                "TALLY_ERP_SOURCE_KEY_HASH=false to hash keys in Python"
             )
