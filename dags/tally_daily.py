@@ -10,9 +10,12 @@ For the run's data interval (one UTC day; **ds** = the interval's start date):
    keys present and unique, domains valid.
 3. **spark_rep_rankings**: latest version per Id across raw runs, accounts and owners joined,
    PERCENT_RANK of owners by won amount within region → curated zone.
-4. **load_warehouse**: COPY raw and curated partitions into Postgres, idempotent per (table, ds).
-5. **dbt_build**: staging models and `marts.mart_rep_performance`, with dbt tests.
-6. **gate_mart**: the mart reconciled with the curated zone (rows, won amount).
+4. **gate_curated**: Spark's outputs hold exactly the live records the raw zone implies
+   (computed independently), keys unique, domains valid.
+5. **load_warehouse**: COPY raw and curated partitions into Postgres, idempotent per (table, ds).
+6. **gate_warehouse**: every table's ds slice, counted and checksummed in SQL, equals its manifest.
+7. **dbt_build**: staging models and `marts.mart_rep_performance`, with dbt tests.
+8. **gate_mart**: the mart reconciled with the curated zone (rows, won amount).
 
 Every stage writes row counts and key checksums to `ops.ledger`; every gate writes
 `ops.validation_results`. A failed gate stops everything downstream. Data problems raise
@@ -29,6 +32,8 @@ import pendulum
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import Asset, CronDataIntervalTimetable, dag, task, task_group
 
+from tally.alerts.callback import alert_on_failure  # cheap: loads nothing until a task fails
+
 # Kept in step with tally.catalog (tests check it) so parsing does not import the package.
 DATASETS = [
     "salesforce.User",
@@ -40,6 +45,10 @@ DATASETS = [
     "salesforce.Task",
     "erp.customers",
     "erp.sales_orders",
+    "erp.products",
+    "erp.order_lines",
+    "erp.invoices",
+    "erp.payments",
 ]
 SPARK_JOB = str(Path(__file__).resolve().parents[1] / "spark_jobs" / "rep_rankings.py")
 DS = "{{ data_interval_start | ds }}"
@@ -58,7 +67,8 @@ def _ds(context_interval_start) -> str:
     max_active_runs=1,
     tags=["tally", "salesforce", "erp", "marts"],
     doc_md=__doc__,
-    default_args={"owner": "data-platform", "retries": 2, "retry_delay": timedelta(seconds=30)},
+    default_args={"owner": "data-platform", "retries": 2, "retry_delay": timedelta(seconds=30),
+                  "on_failure_callback": alert_on_failure},
 )
 def tally_daily():
     @task(retries=3, retry_delay=timedelta(seconds=20), retry_exponential_backoff=True)
@@ -95,6 +105,20 @@ def tally_daily():
     )
 
     @task
+    def gate_curated(data_interval_start=None, run_id=None) -> list[dict]:
+        from tally import pipeline
+        from tally.airflow_adapter import resources, run
+
+        return run(pipeline.gate_curated, resources(run_id), _ds(data_interval_start))
+
+    @task
+    def gate_warehouse(data_interval_start=None, run_id=None) -> list[dict]:
+        from tally import pipeline
+        from tally.airflow_adapter import resources, run
+
+        return run(pipeline.gate_warehouse, resources(run_id), _ds(data_interval_start))
+
+    @task
     def load_warehouse(data_interval_start=None, run_id=None) -> list[dict]:
         from tally import pipeline
         from tally.airflow_adapter import resources, run
@@ -115,7 +139,8 @@ def tally_daily():
 
         return run(pipeline.gate_mart, resources(run_id), _ds(data_interval_start))
 
-    land() >> spark >> load_warehouse() >> dbt_build() >> gate_mart()
+    loaded = land() >> spark >> gate_curated() >> load_warehouse() >> gate_warehouse()
+    loaded >> dbt_build() >> gate_mart()
 
 
 tally_daily()

@@ -11,7 +11,7 @@ import re
 import subprocess
 import sys
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import psycopg
@@ -79,14 +79,25 @@ def extract(res: Resources, dataset_id: str, ds: str, start: datetime, end: date
     details = {"watermark": manifest["watermark"], "mode": manifest["mode"],
                "overlap_rows": manifest.get("overlap_rows", 0), "api": manifest.get("api"),
                "schema_drift": manifest.get("schema_drift")}
+    if "tombstones" in manifest or "quarantined" in manifest:  # ERP: deletes found by key, rows set aside
+        details |= {"source_count": manifest["source_count"], "tombstones": manifest.get("tombstones", 0),
+                    "quarantined": manifest.get("quarantined", 0),
+                    "quarantine": (manifest.get("quarantine") or {}).get("reasons", {})}
     _record(
         res,
-        Entry(ds, dataset_id, "source", manifest["source_count"], None, details),
+        Entry(ds, dataset_id, "source", expected_raw_rows(manifest), None, details),
         Entry(ds, dataset_id, "raw", manifest["row_count"], manifest["key_checksum"],
               {**details, "files": manifest["files"]}),
     )
-    keys = ("dataset", "row_count", "source_count", "key_checksum", "mode", "overlap_rows", "api", "schema_drift")
+    keys = ("dataset", "row_count", "source_count", "key_checksum", "mode", "overlap_rows", "api", "schema_drift",
+            "tombstones", "quarantined")
     return {k: manifest.get(k) for k in keys}
+
+
+def expected_raw_rows(manifest: dict) -> int:
+    """Rows the raw partition must hold: the source's count for the interval, plus tombstones
+    for keys deleted at the source, minus rows set aside in the quarantine zone."""
+    return manifest["source_count"] + (manifest.get("tombstones") or 0) - (manifest.get("quarantined") or 0)
 
 
 # -- gates ---------------------------------------------------------------------------
@@ -107,8 +118,13 @@ def gate_raw(res: Resources, dataset_id: str, ds: str) -> list[dict]:
     manifest = res.lake.read_manifest(dataset.lake_path, ds)
     if manifest is None:
         raise DataProblem(f"{dataset_id} ds={ds}: nothing committed in the raw zone")
+    missing = [f for f in res.lake.files(dataset.lake_path, ds) if not res.lake.exists(f)]
+    if missing:
+        raise DataProblem(f"raw.{dataset_id} ds={ds}: {len(missing)} of {len(manifest['files'])} file(s) the "
+                          f"manifest lists are gone ({', '.join(m.rsplit('/', 1)[-1] for m in missing[:3])}); "
+                          "re-run the extract for this ds")
     result = validate_parquet(f"raw.{dataset_id}", res.lake, dataset.lake_path, ds,
-                              {"source_count": manifest["source_count"]})
+                              {"source_count": expected_raw_rows(manifest)})
     return _store_and_raise(res, ds, [result, schema_check(dataset_id, manifest)])
 
 
@@ -148,8 +164,6 @@ def load(res: Resources, ds: str) -> list[dict]:
         manifest = res.lake.read_manifest(path, ds)
         if manifest is None:
             raise DataProblem(f"curated.{name} ds={ds} is not committed: did the Spark job run?")
-        entries.append(Entry(ds, name, "curated", manifest["row_count"], manifest["key_checksum"],
-                             {"inputs": manifest.get("inputs", {})}))
         r = load_partition(res.warehouse, res.lake, path, ds, "curated", name, catalog.CURATED_KEYS[name])
         entries.append(Entry(ds, name, "warehouse", r.row_count, r.key_checksum, {"table": r.table}))
         out.append(r.__dict__)
@@ -178,7 +192,9 @@ def dbt_build(res: Resources, ds: str, select: str | None = None) -> None:
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     print(proc.stdout[-20000:])
     if proc.returncode != 0:
-        raise DataProblem(f"dbt build failed (exit {proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}")
+        failed = [line for line in proc.stdout.splitlines() if re.search(r"\b(ERROR|FAIL)\b", line)]
+        raise DataProblem(f"dbt build failed (exit {proc.returncode}); failing nodes:\n" + "\n".join(failed[-30:])
+                          + f"\n--- tail ---\n{proc.stdout[-2000:]}\n{proc.stderr[-1000:]}")
 
 
 # -- mart gate -----------------------------------------------------------------------
@@ -201,3 +217,83 @@ def gate_mart(res: Resources, ds: str) -> list[dict]:
         m = measure(conn, MART[0], MART[1], "owner_id", ds, ds_column="ds")
         ledger.record(conn, Entry(ds, "rep_rankings", "mart", m.row_count, m.key_checksum, {"table": m.table}))
     return _store_and_raise(res, ds, [result])
+
+
+# -- curated gate --------------------------------------------------------------------
+def live_keys(lake: Lake, dataset_id: str, ds: str) -> set[str]:
+    """Keys alive as of ds, computed from the raw zone alone (latest version per key, tombstones
+    removed) — the gate's own expectation of what Spark's curated snapshot must contain."""
+    import pyarrow.compute as pc
+
+    dataset = catalog.get(dataset_id)
+    cols = [dataset.key, dataset.cursor] + ([dataset.deleted_flag] if dataset.deleted_flag else [])
+    latest: dict[str, tuple] = {}
+    for part_ds in lake.committed(dataset.lake_path, up_to=ds):
+        table = lake.read_table(dataset.lake_path, part_ds, columns=cols)
+        if dataset.deleted_flag:
+            table = table.set_column(2, dataset.deleted_flag, pc.fill_null(table.column(2), False))
+        for row in zip(*(table.column(c).to_pylist() for c in cols), strict=True):
+            key, cursor = row[0], row[1]
+            deleted = bool(row[2]) if dataset.deleted_flag else False
+            have = latest.get(key)
+            if have is None or (cursor, part_ds) >= (have[0], have[1]):
+                latest[key] = (cursor, part_ds, deleted)
+    return {k for k, (_, _, deleted) in latest.items() if not deleted}
+
+
+def gate_curated(res: Resources, ds: str) -> list[dict]:
+    """Validate Spark's outputs against what the raw zone implies; ledger: curated hop."""
+    from tally.quality.gate import validate_parquet
+
+    check_ds(ds)
+    expected = {
+        "opportunities": len(live_keys(res.lake, "salesforce.Opportunity", ds)),
+        "rep_rankings": len(live_keys(res.lake, "salesforce.User", ds)),
+    }
+    results, entries = [], []
+    for name in CURATED:
+        path = f"curated/{name}"
+        manifest = res.lake.read_manifest(path, ds)
+        if manifest is None:
+            raise DataProblem(f"curated.{name} ds={ds} is not committed: did the Spark job run?")
+        missing_files = [f for f in res.lake.files(path, ds) if not res.lake.exists(f)]
+        if missing_files:
+            raise DataProblem(f"curated.{name} ds={ds}: {len(missing_files)} file(s) the manifest lists are gone")
+        results.append(validate_parquet(f"curated.{name}", res.lake, path, ds, {"expected_rows": expected[name]}))
+        entries.append(Entry(ds, name, "curated", manifest["row_count"], manifest["key_checksum"],
+                             {"inputs": manifest.get("inputs", {}), "expected_rows": expected[name]}))
+    _record(res, *entries)
+    return _store_and_raise(res, ds, results)
+
+
+# -- warehouse gate ------------------------------------------------------------------
+def gate_warehouse(res: Resources, ds: str) -> list[dict]:
+    """Every loaded table's ds slice, counted and checksummed in the database, equals its manifest."""
+    from tally.quality.gate import GateResult
+    from tally.warehouse import measure
+
+    check_ds(ds)
+    targets = [(d.dataset_id, d.lake_path, "raw", d.warehouse_table, catalog.snake_case(d.key))
+               for d in catalog.all_raw()]
+    targets += [(name, f"curated/{name}", "curated", name, catalog.CURATED_KEYS[name]) for name in CURATED]
+    results, entries = [], []
+    with psycopg.connect(res.warehouse.conninfo()) as conn:
+        for dataset_id, path, schema, table, key in targets:
+            manifest = res.lake.read_manifest(path, ds)
+            if manifest is None:
+                continue
+            got = measure(conn, schema, table, key, ds)
+            failures = []
+            if got.row_count != manifest["row_count"]:
+                failures.append({"expectation": "warehouse_row_count_equals_manifest", "column": None,
+                                 "observed": got.row_count, "expected": manifest["row_count"]})
+            if got.key_checksum != manifest["key_checksum"]:
+                failures.append({"expectation": "warehouse_key_checksum_equals_manifest", "column": key,
+                                 "observed": got.key_checksum, "expected": manifest["key_checksum"]})
+            results.append(GateResult(
+                suite=f"warehouse.{dataset_id}", hop="warehouse", dataset=dataset_id, success=not failures,
+                evaluated=2, failed=len(failures), failures=failures, run_at=datetime.now(UTC).isoformat(),
+                target=f"{schema}.{table} where _ds = {ds}"))
+            entries.append(Entry(ds, dataset_id, "warehouse", got.row_count, got.key_checksum, {"table": got.table}))
+    _record(res, *entries)
+    return _store_and_raise(res, ds, results)

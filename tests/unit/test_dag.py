@@ -25,7 +25,7 @@ def test_dag_lands_every_catalog_dataset_and_gates_it():
     for d in catalog.all_raw():
         name = d.dataset_id.replace(".", "_")
         assert f"land.extract_{name}" in ids and f"land.gate_raw_{name}" in ids
-    order = ["spark_rep_rankings", "load_warehouse", "dbt_build", "gate_mart"]
+    order = ["spark_rep_rankings", "gate_curated", "load_warehouse", "gate_warehouse", "dbt_build", "gate_mart"]
     for a, b in zip(order, order[1:], strict=False):
         assert b in dag.get_task(a).downstream_task_ids
     assert dag.tags and dag.doc_md and dag.owner == "data-platform"

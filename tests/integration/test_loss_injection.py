@@ -1,0 +1,150 @@
+"""Inject a loss at each hop and check the gate at that hop catches it, with the right numbers.
+
+One pipeline run (every stage but Airflow) prepares a ds; each test breaks one hop, asserts the
+gate for that hop fails saying what and how many, then heals the hop and sees the gate pass.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+
+from tally import catalog, generator, ledger, pipeline
+from tally.seed import seed_erp, seed_salesforce
+
+pytestmark = pytest.mark.integration
+
+AS_OF = datetime(2026, 7, 1, tzinfo=UTC)
+DS = "2026-06-30"
+
+
+@pytest.fixture(scope="module")
+def world(stack, spark, warehouse_conn_module, tmp_path_factory):
+    import rep_rankings  # spark_jobs/, put on sys.path below
+
+    from tally.lake import Lake
+
+    data = generator.generate(generator.Scale(accounts=30, opportunities=150, users=6, days=4), seed=3, as_of=AS_OF)
+    seed_salesforce(stack.state["sfsim"]["db"], data)
+    seed_erp(stack.postgres("erp"), data)
+    res = stack.resources()
+    res.lake = Lake(str(tmp_path_factory.mktemp("loss") / "lake"))
+    res.warehouse = warehouse_conn_module
+    start, end = generator.ds_interval(DS)
+    for dataset in catalog.all_raw():
+        pipeline.extract(res, dataset.dataset_id, DS, start, end)
+        pipeline.gate_raw(res, dataset.dataset_id, DS)
+    rep_rankings.run(spark, res.lake.uri, DS)
+    pipeline.gate_curated(res, DS)
+    pipeline.load(res, DS)
+    pipeline.gate_warehouse(res, DS)
+    pipeline.dbt_build(res, DS)
+    pipeline.gate_mart(res, DS)
+    return res, data, rep_rankings, spark
+
+
+@pytest.fixture(scope="module")
+def warehouse_conn_module(stack):
+    import uuid
+
+    from psycopg import sql
+
+    from tally.config import PostgresConn
+
+    name = f"loss_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(stack.postgres("postgres").conninfo(), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    base = stack.postgres(name)
+    return PostgresConn(base.host, base.port, base.user, base.password, name)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def spark_jobs_on_path():
+    import sys
+
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "spark_jobs")
+    sys.path.insert(0, os.path.abspath(path))
+    yield
+    sys.path.remove(os.path.abspath(path))
+
+
+def failures_recorded(res, hop: str, dataset: str) -> int:
+    with psycopg.connect(res.warehouse.conninfo()) as conn:
+        return conn.execute("SELECT count(*) FROM ops.validation_results WHERE ds = %s AND hop = %s AND dataset = %s"
+                            " AND NOT success", (DS, hop, dataset)).fetchone()[0]
+
+
+def test_a_clean_run_passes_every_gate_and_the_ledger_agrees(world):
+    res, data, _, _ = world
+    with psycopg.connect(res.warehouse.conninfo()) as conn:
+        flow = ledger.flow(conn, DS)
+    for dataset in catalog.all_raw():
+        assert ledger.first_divergence(flow[dataset.dataset_id]) is None, dataset.dataset_id
+    assert ledger.first_divergence(flow["rep_rankings"]) is None
+    assert flow["rep_rankings"]["mart"].row_count == len(data.salesforce["User"])
+
+
+def test_deleted_landed_file_is_caught_by_the_raw_gate(world):
+    res, *_ = world
+    opp = catalog.SALESFORCE["Opportunity"]
+    victim = res.lake.files(opp.lake_path, DS)[0]
+    os.remove(victim)
+    with pytest.raises(pipeline.DataProblem, match=r"1 of 1 file\(s\) the manifest lists are gone"):
+        pipeline.gate_raw(res, opp.dataset_id, DS)
+    start, end = generator.ds_interval(DS)
+    pipeline.extract(res, opp.dataset_id, DS, start, end)  # heal: re-extract the ds
+    assert pipeline.gate_raw(res, opp.dataset_id, DS)
+
+
+def test_rows_dropped_in_the_load_are_caught_by_the_warehouse_gate(world):
+    res, data, _, _ = world
+    with psycopg.connect(res.warehouse.conninfo()) as conn:
+        before = conn.execute("SELECT count(*) FROM raw.sf_opportunity WHERE _ds = %s", (DS,)).fetchone()[0]
+        conn.execute("DELETE FROM raw.sf_opportunity WHERE ctid IN "
+                     "(SELECT ctid FROM raw.sf_opportunity WHERE _ds = %s LIMIT 3)", (DS,))
+    with pytest.raises(pipeline.DataProblem) as info:
+        pipeline.gate_warehouse(res, DS)
+    message = str(info.value)
+    assert f"warehouse_row_count_equals_manifest observed {before - 3} expected {before}" in message
+    assert "warehouse.salesforce.Opportunity" in message and "salesforce.User" not in message
+    with psycopg.connect(res.warehouse.conninfo()) as conn:
+        div = ledger.first_divergence(ledger.flow(conn, DS)["salesforce.Opportunity"])
+    assert div[:2] == ("raw", "warehouse")
+    assert failures_recorded(res, "warehouse", "salesforce.Opportunity") == 1
+    pipeline.load(res, DS)  # heal
+    pipeline.gate_warehouse(res, DS)
+
+
+def test_a_broken_spark_join_is_caught_by_the_curated_gate(world, monkeypatch):
+    res, data, job, spark = world
+    original = job.build_opportunities
+
+    def inner_join_on_a_few_accounts(opps, accounts, users):
+        few = accounts.limit(10)
+        return original(opps.join(few.select("Id"), opps["AccountId"] == few["Id"], "left_semi"), few, users)
+
+    monkeypatch.setattr(job, "build_opportunities", inner_join_on_a_few_accounts)
+    job.run(spark, res.lake.uri, DS)
+    live = len(pipeline.live_keys(res.lake, "salesforce.Opportunity", DS))
+    got = res.lake.read_manifest("curated/opportunities", DS)["row_count"]
+    assert got < live
+    with pytest.raises(pipeline.DataProblem, match=f"expect_table_row_count_to_equal observed {got} expected {live}"):
+        pipeline.gate_curated(res, DS)
+    monkeypatch.setattr(job, "build_opportunities", original)
+    job.run(spark, res.lake.uri, DS)  # heal
+    pipeline.gate_curated(res, DS)
+
+
+def test_a_mangled_mart_is_caught_by_the_mart_gate(world):
+    res, *_ = world
+    with psycopg.connect(res.warehouse.conninfo()) as conn:
+        conn.execute("UPDATE marts.mart_rep_performance SET won_amount = won_amount + 1000 "
+                     "WHERE ctid IN (SELECT ctid FROM marts.mart_rep_performance WHERE ds = %s LIMIT 1)", (DS,))
+    with pytest.raises(pipeline.DataProblem, match="expect_column_sum_to_be_between"):
+        pipeline.gate_mart(res, DS)
+    assert failures_recorded(res, "mart", "mart_rep_performance") == 1
+    pipeline.dbt_build(res, DS, select="mart_rep_performance")  # heal: rebuild the ds
+    pipeline.gate_mart(res, DS)
