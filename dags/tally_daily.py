@@ -34,7 +34,7 @@ from airflow.sdk import Asset, CronDataIntervalTimetable, dag, task, task_group
 
 from tally.alerts.callback import alert_on_failure  # cheap: loads nothing until a task fails
 
-# Kept in step with tally.catalog (tests check it) so parsing does not import the package.
+# Kept in step with tally.catalog (tests check it) so parsing does not import the pipeline.
 DATASETS = [
     "salesforce.User",
     "salesforce.Account",

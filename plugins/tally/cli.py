@@ -88,6 +88,7 @@ def seed(
 ) -> None:
     """Fill the Salesforce simulator and the ERP database with deterministic synthetic data."""
     from tally import generator
+    from tally.events.generator import EventScale, produce_events
     from tally.seed import seed_erp, seed_salesforce
 
     stack = _require_stack()
@@ -96,6 +97,8 @@ def seed(
     data = generator.generate(scale, seed=seed, as_of=end)
     seed_salesforce(stack.state["sfsim"]["db"], data)
     seed_erp(stack.postgres("erp"), data)
+    events = produce_events(f"127.0.0.1:{stack.state['kafka']['port']}", seed=seed, scale=EventScale(days=days),
+                            as_of=end, accounts=data.salesforce["Account"])
     stack.state["seed"] = {"seed": seed, "scale": scale.__dict__, "as_of": end.isoformat()}
     stack._save()
     table = Table(title=f"Seeded (seed={seed}, history to {end.date()})", title_justify="left")
@@ -103,6 +106,8 @@ def seed(
     table.add_column("rows", justify="right")
     for name, n in data.counts().items():
         table.add_row(name, f"{n:,}")
+    note = " (topic already seeded: nothing sent)" if events["skipped"] else ""
+    table.add_row(f"kafka.{events['topic']}", f"{events['sent']:,}{note}")
     console.print(table)
 
 

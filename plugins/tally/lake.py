@@ -155,8 +155,15 @@ class Lake:
     def write_manifest(self, dataset_path: str, ds: str, manifest: dict) -> dict:
         manifest = {**manifest, "ds": ds, "committed_at": datetime.now(UTC).isoformat()}
         target = self.path(self.partition(dataset_path, ds), MANIFEST)
-        with self.fs.open_output_stream(target) as out:
-            out.write(json.dumps(manifest, indent=2, sort_keys=True, default=str).encode())
+        body = json.dumps(manifest, indent=2, sort_keys=True, default=str).encode()
+        if self.is_local:  # write aside, then rename: readers never see a half-written manifest
+            tmp = f"{target}.tmp-{new_attempt()}"
+            with self.fs.open_output_stream(tmp) as out:
+                out.write(body)
+            self.fs.move(tmp, target)
+        else:  # one PUT replaces the object atomically on S3
+            with self.fs.open_output_stream(target) as out:
+                out.write(body)
         return manifest
 
     def commit(self, dataset_path: str, ds: str, manifest: dict) -> dict:
