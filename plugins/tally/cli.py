@@ -226,10 +226,12 @@ def summary(stack, ds: str) -> None:
 
 @app.command()
 def reconcile(ds: Annotated[str, typer.Option(help="Logical date YYYY-MM-DD")]) -> None:
-    """Print rows at every hop for ds from the ledger and name the first hop that lost rows."""
+    """Print rows at every hop for ds from the ledger, name the first hop that lost rows, and
+    show sample keys missing between the lake and the warehouse (and the mart)."""
     import psycopg
 
     from tally import ledger
+    from tally.reconcile import key_diff
     from tally.report import divergences, flow_table
 
     stack = _require_stack()
@@ -242,6 +244,17 @@ def reconcile(ds: Annotated[str, typer.Option(help="Logical date YYYY-MM-DD")]) 
     lost = divergences(flow)
     for line in lost:
         console.print(f"[red]{line}[/red]")
+    res = stack.resources()
+    for dataset in sorted(flow):
+        try:
+            diff = key_diff(res.lake, res.warehouse, dataset, ds)
+        except (KeyError, FileNotFoundError):
+            continue
+        if diff and (diff.missing_count or diff.extra_count):
+            console.print(f"[red]{dataset}: {diff.missing_count} key(s) in {diff.left} missing from {diff.right}"
+                          f"{', e.g. ' + ', '.join(diff.missing) if diff.missing else ''}; {diff.extra_count} extra"
+                          f"{', e.g. ' + ', '.join(diff.extra) if diff.extra else ''}[/red]")
+            lost.append(dataset)
     raise typer.Exit(1 if lost else 0)
 
 

@@ -9,7 +9,7 @@ from tally.ledger import HOPS, Entry, first_divergence
 
 def flow_table(flow: dict[str, dict[str, Entry]], ds: str) -> Table:
     table = Table(title=f"Rows at every hop, ds={ds}", title_justify="left")
-    table.add_column("dataset")
+    table.add_column("dataset", overflow="fold", min_width=22)  # never truncate: names differ at the end
     for hop in HOPS:
         table.add_column(hop, justify="right")
     table.add_column("verdict")
@@ -24,7 +24,7 @@ def flow_table(flow: dict[str, dict[str, Entry]], ds: str) -> Table:
 def gates_table(results: list[dict]) -> Table:
     table = Table(title="Quality gates", title_justify="left")
     for col in ("hop", "dataset", "result", "checks"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for r in results:
         ok = "[green]passed[/green]" if r["success"] else "[red]FAILED[/red]"
         checks = f"{r['evaluated'] - r['failed']}/{r['evaluated']}"

@@ -103,8 +103,9 @@ def test_rows_dropped_in_the_load_are_caught_by_the_warehouse_gate(world):
     res, data, _, _ = world
     with psycopg.connect(res.warehouse.conninfo()) as conn:
         before = conn.execute("SELECT count(*) FROM raw.sf_opportunity WHERE _ds = %s", (DS,)).fetchone()[0]
-        conn.execute("DELETE FROM raw.sf_opportunity WHERE ctid IN "
-                     "(SELECT ctid FROM raw.sf_opportunity WHERE _ds = %s LIMIT 3)", (DS,))
+        dropped = sorted(r[0] for r in conn.execute(
+            "DELETE FROM raw.sf_opportunity WHERE ctid IN "
+            "(SELECT ctid FROM raw.sf_opportunity WHERE _ds = %s LIMIT 3) RETURNING id", (DS,)))
     with pytest.raises(pipeline.DataProblem) as info:
         pipeline.gate_warehouse(res, DS)
     message = str(info.value)
@@ -114,7 +115,12 @@ def test_rows_dropped_in_the_load_are_caught_by_the_warehouse_gate(world):
         div = ledger.first_divergence(ledger.flow(conn, DS)["salesforce.Opportunity"])
     assert div[:2] == ("raw", "warehouse")
     assert failures_recorded(res, "warehouse", "salesforce.Opportunity") == 1
+    from tally.reconcile import key_diff
+
+    diff = key_diff(res.lake, res.warehouse, "salesforce.Opportunity", DS)
+    assert (diff.left, diff.right, diff.missing, diff.extra_count) == ("raw", "warehouse", dropped, 0)
     pipeline.load(res, DS)  # heal
+    assert key_diff(res.lake, res.warehouse, "salesforce.Opportunity", DS).missing_count == 0
     pipeline.gate_warehouse(res, DS)
 
 
