@@ -73,19 +73,16 @@ def _ds(context_interval_start) -> str:
 def tally_daily():
     @task(retries=3, retry_delay=timedelta(seconds=20), retry_exponential_backoff=True)
     def extract(dataset_id: str, data_interval_start=None, data_interval_end=None, run_id=None) -> dict:
-        from tally import pipeline
-        from tally.airflow_adapter import resources, run
+        from tally.airflow_adapter import run_stage
 
-        res = resources(run_id, need=(dataset_id.split(".")[0],))
-        return run(pipeline.extract, res, dataset_id, _ds(data_interval_start), data_interval_start,
-                   data_interval_end)
+        return run_stage("extract", run_id, dataset_id, _ds(data_interval_start), data_interval_start,
+                         data_interval_end, need=(dataset_id.split(".")[0],))
 
     @task
     def gate_raw(dataset_id: str, data_interval_start=None, run_id=None) -> list[dict]:
-        from tally import pipeline
-        from tally.airflow_adapter import resources, run
+        from tally.airflow_adapter import run_stage
 
-        return run(pipeline.gate_raw, resources(run_id), dataset_id, _ds(data_interval_start))
+        return run_stage("gate_raw", run_id, dataset_id, _ds(data_interval_start))
 
     @task_group(group_id="land")
     def land():
@@ -106,38 +103,33 @@ def tally_daily():
 
     @task
     def gate_curated(data_interval_start=None, run_id=None) -> list[dict]:
-        from tally import pipeline
-        from tally.airflow_adapter import resources, run
+        from tally.airflow_adapter import run_stage
 
-        return run(pipeline.gate_curated, resources(run_id), _ds(data_interval_start))
+        return run_stage("gate_curated", run_id, _ds(data_interval_start))
 
     @task
     def gate_warehouse(data_interval_start=None, run_id=None) -> list[dict]:
-        from tally import pipeline
-        from tally.airflow_adapter import resources, run
+        from tally.airflow_adapter import run_stage
 
-        return run(pipeline.gate_warehouse, resources(run_id), _ds(data_interval_start))
+        return run_stage("gate_warehouse", run_id, _ds(data_interval_start))
 
     @task
     def load_warehouse(data_interval_start=None, run_id=None) -> list[dict]:
-        from tally import pipeline
-        from tally.airflow_adapter import resources, run
+        from tally.airflow_adapter import run_stage
 
-        return run(pipeline.load, resources(run_id), _ds(data_interval_start))
+        return run_stage("load", run_id, _ds(data_interval_start))
 
     @task
     def dbt_build(data_interval_start=None, run_id=None) -> None:
-        from tally import pipeline
-        from tally.airflow_adapter import resources, run
+        from tally.airflow_adapter import run_stage
 
-        run(pipeline.dbt_build, resources(run_id), _ds(data_interval_start))
+        run_stage("dbt_build", run_id, _ds(data_interval_start))
 
     @task(outlets=[MART])
     def gate_mart(data_interval_start=None, run_id=None) -> list[dict]:
-        from tally import pipeline
-        from tally.airflow_adapter import resources, run
+        from tally.airflow_adapter import run_stage
 
-        return run(pipeline.gate_mart, resources(run_id), _ds(data_interval_start))
+        return run_stage("gate_mart", run_id, _ds(data_interval_start))
 
     loaded = land() >> spark >> gate_curated() >> load_warehouse() >> gate_warehouse()
     loaded >> dbt_build() >> gate_mart()

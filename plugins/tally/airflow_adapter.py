@@ -84,6 +84,14 @@ def resources(run_id: str | None = None, need: tuple[str, ...] = ()) -> Resource
     )
 
 
+def run_stage(stage: str, run_id: str | None, *args: Any, need: tuple[str, ...] = ()) -> Any:
+    """``tally.pipeline.<stage>(resources, *args)`` with resources from the Connections, data
+    problems turned into ``AirflowFailException``: the whole body of a DAG task."""
+    from tally import pipeline
+
+    return run(getattr(pipeline, stage), resources(run_id, need=need), *args)
+
+
 def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Call a pipeline stage; data problems fail the task at once (no retries)."""
     try:

@@ -1064,16 +1064,16 @@ def start_in_thread(
     credentials: Credentials | Mapping[str, str] | str | Path,
     host: str = "127.0.0.1",
     port: int = 0,
-    page_size: int = MAX_BATCH_SIZE,
+    *,
     certfile: str | Path | None = None,
     keyfile: str | Path | None = None,
-    session_ttl: float = 2 * 3600.0,
-    faults: Faults | None = None,
+    **options: Any,
 ) -> tuple[SalesforceSimulator, str]:
     """Serve HTTPS from a daemon thread; return ``(server, base_url)``. Stop with ``server.stop()``.
 
-    Without ``certfile`` a temporary certificate is generated; ``server.certfile`` is the path to
-    pass as ``requests``' ``verify=``.
+    ``options`` are :func:`make_server`'s (``page_size``, ``session_ttl``, ``faults``). Without
+    ``certfile`` a temporary certificate is generated; ``server.certfile`` is the path to pass as
+    ``requests``' ``verify=``.
     """
     tempdir = None
     if certfile is None:
@@ -1083,9 +1083,7 @@ def start_in_thread(
         certfile, keyfile = Path(tempdir, "cert.pem"), Path(tempdir, "key.pem")
         hosts = dict.fromkeys(h for h in (host, "127.0.0.1", "localhost") if h not in ("0.0.0.0", "::", ""))
         generate_certificate(certfile, keyfile, tuple(hosts))
-    server = make_server(
-        store_path, credentials, host, port, page_size, certfile, keyfile, session_ttl, faults=faults
-    )
+    server = make_server(store_path, credentials, host, port, certfile=certfile, keyfile=keyfile, **options)
     server._tempdir = tempdir
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="sfsim", daemon=True
