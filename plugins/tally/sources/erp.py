@@ -9,7 +9,9 @@ For partition ``ds`` covering ``[start, end)``, inside one read-only REPEATABLE 
    (``overlap_rows``); downstream keeps the latest version per key. The first ds of a table,
    and every ds of a table configured for a *full reload* (``Dataset.extra["full_reload"]`` or
    ``TALLY_ERP_FULL_RELOAD=products,…``), reads the whole table (``mode: "full"``).
-2. **Count.** ``count(*)`` over the same window: the source's own count (``source_count``).
+2. **Count and checksum.** One aggregate over the same window: the source's own row count
+   (``source_count``) and the key checksum of its rows, computed by the source
+   (``Session.count_and_checksum``).
 3. **Hard deletes.** The source's current keys (keys only) against the keys landed in every
    committed ds before this one (``erp_deletes``). Each landed key the source no longer has
    lands as a **tombstone** in this ds's partition: the key, ``updated_at`` = the interval end,
@@ -24,10 +26,14 @@ For partition ``ds`` covering ``[start, end)``, inside one read-only REPEATABLE 
 **Reconciliation.** ``row_count = source_count - quarantined + tombstones``: the raw gate checks
 exactly that (``pipeline.gate_raw``), and the manifest records the three numbers.
 
-**Key checksum.** Computed over what is written: the per-row ``md5`` part of the checksum is
-computed by the source in the same query (C, not Python) and summed for the rows that land;
-tombstones are hashed here. A few rows per batch are re-hashed in Python to prove the source's
-expression agrees with ``tally.checksum``. ``TALLY_ERP_SOURCE_KEY_HASH=false`` hashes in Python.
+**Key checksum.** The source's checksum of the window (its ``md5`` sums run in the database, in C,
+and off the COPY: hashing inside the COPY costs the server 70 % more per row), minus the
+hashes of the quarantined rows' keys (hashed here from the source's own text), plus the
+tombstones' hashes. It describes exactly the rows that land because every row of the snapshot
+is accounted for: ``rows written + quarantined = source_count`` is checked before the commit,
+in the same snapshot as the aggregate. A few landed keys are re-hashed in Python and compared
+with the source's expression, to prove both render keys alike.
+``TALLY_ERP_SOURCE_KEY_HASH=false`` hashes every landed key in Python instead.
 """
 
 from __future__ import annotations
@@ -51,8 +57,7 @@ from tally.sources.erp_convert import Converter, caster
 from tally.sources.erp_deletes import landed_keys, missing_keys
 from tally.sources.erp_dialect import ErpConn, Session, open_session
 
-KEY_HASH = "_key_hash"
-SPOT_CHECKS = 4  # rows per batch whose source-side key hash is re-computed in Python
+SPOT_CHECKS = 4  # landed keys whose source-side hash is re-computed in Python
 
 
 @dataclass(frozen=True)
@@ -101,18 +106,21 @@ def quarantine_path(dataset: Dataset) -> str:
 
 
 class KeyHashSum:
-    """The key checksum (``tally.checksum``) from 64-bit hash values, summed in numpy."""
+    """The key checksum (``tally.checksum``) from 64-bit hash values, summed modulo 2**64."""
 
     def __init__(self) -> None:
         self.total = 0
         self.count = 0
 
-    def add_hashes(self, hashes: np.ndarray) -> None:
-        self.total = (self.total + int(hashes.view(np.uint64).sum(dtype=np.uint64))) % MOD
-        self.count += len(hashes)
+    def add_sum(self, total: int, count: int) -> None:
+        self.total = (self.total + total) % MOD
+        self.count += count
 
     def add_keys(self, keys: list) -> None:
-        self.add_hashes(np.array([key_hash(k) for k in keys], dtype=np.uint64))
+        self.add_sum(sum(key_hash(k) for k in keys), len(keys))
+
+    def remove_keys(self, keys: list) -> None:
+        self.add_sum(-sum(key_hash(k) for k in keys), -len(keys))
 
     def hexdigest(self) -> str:
         return format(self.total, "016x")
@@ -193,7 +201,6 @@ def extract(conn_info: ErpConn, lake: Lake, dataset: Dataset, ds: str, start: da
     window_start = since - opts.overlap if since is not None else None
     fields = dataset.fields
     names = [f.name for f in fields]
-    converter = Converter(fields, opts.timezone)
     schema = raw_schema(dataset)
     key_index = names.index(dataset.key)
     attempt = new_attempt()
@@ -205,7 +212,12 @@ def extract(conn_info: ErpConn, lake: Lake, dataset: Dataset, ds: str, start: da
 
     with open_session(conn_info, opts.timezone) as s:
         where = _window(s, dataset, window_start, end)
-        source_count = s.count(dataset.name, where)
+        key_sql = s.quote(dataset.key)
+        if opts.source_key_hash:
+            source_count, keyed, source_sum = s.count_and_checksum(dataset.name, where, key_sql)
+            checksum.add_sum(source_sum, keyed)  # quarantined keys come off below
+        else:
+            source_count = s.count(dataset.name, where)
         delete_check: dict = {"landed_keys": 0, "source_keys": None}
         tomb_keys = np.array([], dtype=np.int64)
         if earlier:
@@ -214,15 +226,13 @@ def extract(conn_info: ErpConn, lake: Lake, dataset: Dataset, ds: str, start: da
             delete_check = {"landed_keys": len(landed), "source_keys": source_keys}
             del landed
         columns = [s.quote(n) for n in names]
-        if opts.source_key_hash:
-            columns.append(s.key_hash_sql(s.quote(dataset.key)))
         query = f"SELECT {', '.join(columns)} FROM {s.quote(dataset.name)} WHERE {where}"  # noqa: S608
-        text_names = [*names, KEY_HASH] if opts.source_key_hash else names
+        converter = Converter(fields, opts.timezone)
+        spot_keys: list = []
 
         def raw_batches() -> Iterator[pa.RecordBatch]:
             nonlocal quarantine
-            for text in s.stream_text(query, text_names, batch_size):
-                converted = converter.convert(text)
+            for converted in s.stream_converted(query, names, batch_size, converter):
                 if converted.bad is not None:
                     if quarantine is None:
                         quarantine = _PushWriter(lake, quarantine_path(dataset), ds, converter.quarantine_schema,
@@ -230,16 +240,14 @@ def extract(conn_info: ErpConn, lake: Lake, dataset: Dataset, ds: str, start: da
                     quarantine.push(converted.bad)
                     stats["quarantined"] += converted.bad.num_rows
                     reasons.update(converted.bad.column("reason").to_pylist())
+                    if opts.source_key_hash:  # the source summed them (as its own text), they do not land
+                        checksum.remove_keys(converted.bad.column(dataset.key).drop_null().to_pylist())
                 good = converted.good
                 if not good.num_rows:
                     continue
                 if opts.source_key_hash:
-                    hashes = text.column(KEY_HASH)
-                    if converted.keep is not None:
-                        hashes = hashes.filter(converted.keep)
-                    values = pc.cast(hashes, s.key_hash_type).to_numpy(zero_copy_only=False)
-                    _spot_check(good.column(key_index), values, dataset)
-                    checksum.add_hashes(values)
+                    if len(spot_keys) < SPOT_CHECKS:
+                        spot_keys.extend(good.column(key_index).slice(0, SPOT_CHECKS - len(spot_keys)).to_pylist())
                 else:
                     checksum.add_keys(good.column(key_index).to_pylist())
                 if since_scalar is not None:
@@ -261,6 +269,13 @@ def extract(conn_info: ErpConn, lake: Lake, dataset: Dataset, ds: str, start: da
             if quarantine is not None:
                 quarantine.abort()
             raise
+        if stats["rows"] + stats["quarantined"] != source_count:
+            if quarantine is not None:
+                quarantine.abort()
+            raise RuntimeError(f"{dataset.dataset_id}: the source counted {source_count} rows in the window but "
+                               f"{stats['rows']} landed and {stats['quarantined']} were quarantined")
+        if spot_keys:
+            _spot_check(s, dataset, key_sql, spot_keys)
         dialect = s.name
 
     quarantine_files: list[str] = []
@@ -309,10 +324,12 @@ def extract(conn_info: ErpConn, lake: Lake, dataset: Dataset, ds: str, start: da
     })
 
 
-def _spot_check(keys: pa.Array, hashes: np.ndarray, dataset: Dataset) -> None:
-    n = min(SPOT_CHECKS, len(hashes))
-    for key, value in zip(keys.slice(0, n).to_pylist(), hashes[:n].tolist(), strict=True):
-        if key_hash(key) != int(value) % MOD:
+def _spot_check(s: Session, dataset: Dataset, key_sql: str, keys: list) -> None:
+    """The source's hash of a few landed keys equals ``tally.checksum``'s of the typed key."""
+    for key in keys:
+        value = s.scalar(f"SELECT {s.key_hash_sql(key_sql)} FROM {s.quote(dataset.name)} "  # noqa: S608
+                         f"WHERE {key_sql} = {s.literal(key)}")
+        if value is None or key_hash(key) != int(value) % MOD:
             raise RuntimeError(
                 f"{dataset.dataset_id}: the source's key hash for {key!r} differs from tally.checksum's "
                 "(the key's text form differs between the database and Python); set "

@@ -31,12 +31,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from tally.checksum import MOD
 from tally.config import PostgresConn
+
+if TYPE_CHECKING:
+    from tally.sources.erp_convert import Converted, Converter
 
 
 @dataclass(frozen=True)
@@ -74,15 +78,31 @@ class Session:
     def literal(self, value: Any) -> str:
         raise NotImplementedError
 
-    def scalar(self, query: str) -> Any:
+    def row(self, query: str) -> tuple:
         raise NotImplementedError
+
+    def scalar(self, query: str) -> Any:
+        return self.row(query)[0]
 
     def key_hash_sql(self, column_sql: str) -> str:
         """Per-row ``int(md5(str(key))[:16], 16)`` (``tally.checksum.key_hash``) computed by the source."""
         raise NotImplementedError
 
+    def count_and_checksum(self, table: str, where: str, key_sql: str) -> tuple[int, int, int]:
+        """Rows in the window, rows with a key, and the sum of their key hashes modulo 2**64."""
+        # signed or unsigned, the hashes are congruent modulo 2**64; the database sums exactly
+        # (numeric / DECIMAL), Python reduces
+        row = self.row(f"SELECT count(*), count({key_sql}), coalesce(sum({self.key_hash_sql(key_sql)}), 0) "  # noqa: S608
+                       f"FROM {self.quote(table)} WHERE {where}")
+        return int(row[0]), int(row[1]), int(row[2]) % MOD
+
     def stream_text(self, query: str, columns: list[str], batch_size: int) -> Iterator[pa.RecordBatch]:
         """Rows of ``query`` as record batches of string columns named ``columns``."""
+        raise NotImplementedError
+
+    def stream_converted(self, query: str, columns: list[str], batch_size: int, converter: Converter
+                         ) -> Iterator[Converted]:
+        """Rows of ``query`` typed by ``converter``, converted off the consumer's thread."""
         raise NotImplementedError
 
     def count(self, table: str, where: str) -> int:
@@ -107,15 +127,22 @@ class PostgresSession(Session):
 
         return sql.Literal(value).as_string(self.conn)
 
-    def scalar(self, query: str) -> Any:
-        return self.conn.execute(query).fetchone()[0]
+    def row(self, query: str) -> tuple:
+        return self.conn.execute(query).fetchone()
 
     def key_hash_sql(self, column_sql: str) -> str:
         return f"('x' || substr(md5(({column_sql})::text), 1, 16))::bit(64)::bigint"
 
     def stream_text(self, query: str, columns: list[str], batch_size: int) -> Iterator[pa.RecordBatch]:
         copy_sql = f"COPY ({query}) TO STDOUT (FORMAT csv)"
-        yield from _prefetch(self._csv_blocks(copy_sql, batch_size), lambda blob: _parse_csv(blob, columns))
+        yield from prefetch(self._csv_blocks(copy_sql, batch_size), lambda blob: parse_csv(blob, columns))
+
+    def stream_converted(self, query: str, columns: list[str], batch_size: int, converter: Converter
+                         ) -> Iterator[Converted]:
+        """Three stages in step: the socket is read in one thread, Arrow parses the previous
+        block straight into the target types in a second, the consumer writes in its own."""
+        blocks = prefetch(self._csv_blocks(f"COPY ({query}) TO STDOUT (FORMAT csv)", batch_size), lambda b: b)
+        yield from prefetch(blocks, lambda blob: converter.convert_csv(blob, columns))
 
     def _csv_blocks(self, copy_sql: str, batch_size: int) -> Iterator[bytes]:
         """Raw CSV blocks of ``batch_size`` rows (each a whole number of rows) from a COPY.
@@ -177,19 +204,30 @@ def _finish_copy(pgconn, copy_sql: str, finished: bool) -> None:
         raise SourceError(f"ERP COPY failed: {errors[0]}\nstatement: {copy_sql[:500]}")
 
 
-def _parse_csv(blob: bytes, columns: list[str]) -> pa.RecordBatch:
-    """Postgres CSV: an unquoted empty field is NULL, a quoted one the empty string."""
+def parse_csv(blob: bytes, columns: list[str], types: dict[str, pa.DataType] | None = None,
+              bools: tuple[list[str], list[str]] | None = None) -> pa.RecordBatch:
+    """Postgres CSV: an unquoted empty field is NULL, a quoted one the empty string.
+
+    Every column is read as text unless ``types`` names its Arrow type (then Arrow converts
+    while parsing and raises ``ArrowInvalid`` on a value it cannot convert); ``bools`` are the
+    true and false spellings for boolean columns.
+    """
+    types = types or {}
+    true_values, false_values = bools or ([], [])
     table = pacsv.read_csv(
         pa.py_buffer(blob),
         read_options=pacsv.ReadOptions(column_names=columns, block_size=max(1 << 20, len(blob) + 1),
                                        use_threads=False),
         # a line break inside a value is always quoted; the slower parser only when a quote is there
         parse_options=pacsv.ParseOptions(newlines_in_values=b'"' in blob),
-        convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(columns, pa.string()),
+        convert_options=pacsv.ConvertOptions(column_types={c: types.get(c, pa.string()) for c in columns},
                                              null_values=[""], strings_can_be_null=True,
-                                             quoted_strings_can_be_null=False),
+                                             quoted_strings_can_be_null=False, true_values=true_values,
+                                             false_values=false_values),
     )
-    return table.combine_chunks().to_batches()[0] if table.num_rows else _empty_text(columns)
+    if not table.num_rows:
+        return pa.RecordBatch.from_arrays([pa.array([], types.get(c, pa.string())) for c in columns], names=columns)
+    return table.combine_chunks().to_batches()[0]
 
 
 def _empty_text(columns: list[str]) -> pa.RecordBatch:
@@ -219,16 +257,21 @@ class MySQLSession(Session):
             raise TypeError(f"no MySQL literal for {type(value).__name__}")
         return self.conn.escape(value)
 
-    def scalar(self, query: str) -> Any:
+    def row(self, query: str) -> tuple:
         with self.conn.cursor() as cur:
             cur.execute(query)
-            return cur.fetchone()[0]
+            return cur.fetchone()
 
     def key_hash_sql(self, column_sql: str) -> str:
         return f"CAST(CONV(SUBSTRING(MD5(CAST({column_sql} AS CHAR)), 1, 16), 16, 10) AS UNSIGNED)"
 
     def stream_text(self, query: str, columns: list[str], batch_size: int) -> Iterator[pa.RecordBatch]:
-        yield from _prefetch(self._row_batches(query, batch_size), lambda rows: _rows_to_text(rows, columns))
+        yield from prefetch(self._row_batches(query, batch_size), lambda rows: _rows_to_text(rows, columns))
+
+    def stream_converted(self, query: str, columns: list[str], batch_size: int, converter: Converter
+                         ) -> Iterator[Converted]:
+        yield from prefetch(self._row_batches(query, batch_size),
+                            lambda rows: converter.convert(_rows_to_text(rows, columns)))
 
     def _row_batches(self, query: str, batch_size: int) -> Iterator[list[tuple]]:
         import pymysql.cursors
@@ -302,7 +345,7 @@ def _mysql_session(conn_info: MySQLConn, timezone: str) -> Iterator[Session]:
 _DONE = object()
 
 
-def _prefetch(source: Iterator, convert, depth: int = 2) -> Iterator:
+def prefetch(source: Iterator, convert, depth: int = 2) -> Iterator:
     """Run ``source`` (network reads) in a thread, ``depth`` items ahead of the consumer.
 
     Reading the socket and parsing/typing/writing the previous batch overlap; memory stays
