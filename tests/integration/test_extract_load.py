@@ -3,7 +3,8 @@ load into Postgres: counts and key checksums must agree with the ground truth at
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
 import psycopg
 import pytest
@@ -95,6 +96,46 @@ def test_load_is_idempotent_and_checksums_agree_with_python(stack, seeded, lake,
     with psycopg.connect(warehouse_conn.conninfo()) as conn:
         total = conn.execute("SELECT sum(total_amount) FROM raw.erp_sales_orders").fetchone()[0]
     assert total == sum(o["total_amount"] for o in seeded.erp["sales_orders"])
+
+
+def test_load_preserves_every_type_exactly_and_adds_new_nullable_columns(stack, lake, warehouse_conn):
+    """Whatever the lake holds comes back from Postgres as the same Python values."""
+    import pyarrow as pa
+
+    from tally.lake import new_attempt
+
+    rows = {
+        "id": pa.array([1, 2, 3, 4], pa.int64()),
+        "amount": pa.array([Decimal("0.000000001"), Decimal("-12345678901234567890.123456789"), None,
+                            Decimal("0")], pa.decimal128(38, 9)),
+        "ratio": pa.array([1 / 3, 1e-300, None, -0.0], pa.float64()),
+        "note": pa.array(["", None, 'a,"b"\nc', "ünï"], pa.string()),
+        "on": pa.array([date(2026, 3, 29), None, date(1999, 12, 31), date(2026, 10, 25)], pa.date32()),
+        # a DST change in Europe, microseconds, and a value far from now: the load session is UTC
+        "at": pa.array([datetime(2026, 3, 29, 1, 30, 0, 1, tzinfo=UTC), None,
+                        datetime(1970, 1, 1, tzinfo=UTC), datetime(2026, 10, 25, 2, 59, 59, 999999, tzinfo=UTC)],
+                       pa.timestamp("us", tz="UTC")),
+        "ok": pa.array([True, False, None, True]),
+    }
+
+    def land(table: pa.Table) -> None:
+        files = [n for n, _ in lake.write_batches("raw/test/types", DS, table.schema, iter(table.to_batches()),
+                                                   attempt=new_attempt())]
+        lake.commit("raw/test/types", DS, {"files": sorted(set(files)), "row_count": table.num_rows})
+
+    table = pa.table(rows)
+    land(table)
+    result = load_partition(warehouse_conn, lake, "raw/test/types", DS, "raw", "types", "id")
+    assert result.row_count == 4
+    with psycopg.connect(warehouse_conn.conninfo()) as conn:
+        conn.execute("SET TimeZone TO 'America/New_York'")  # the reader's zone must not matter
+        got = conn.execute('SELECT id, amount, ratio, note, "on", at, ok FROM raw.types ORDER BY id').fetchall()
+    assert [dict(zip(rows, r, strict=True)) for r in got] == table.to_pylist()
+
+    land(table.append_column("added", pa.array(["x", None, "y", None])))  # a new nullable column
+    load_partition(warehouse_conn, lake, "raw/test/types", DS, "raw", "types", "id")
+    with psycopg.connect(warehouse_conn.conninfo()) as conn:
+        assert conn.execute("SELECT added FROM raw.types ORDER BY id").fetchall() == [("x",), (None,), ("y",), (None,)]
 
 
 def test_retyped_column_fails_the_load_clearly(stack, seeded, lake, warehouse_conn):
