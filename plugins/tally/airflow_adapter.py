@@ -92,6 +92,16 @@ def run_stage(stage: str, run_id: str | None, *args: Any, need: tuple[str, ...] 
     return run(getattr(pipeline, stage), resources(run_id, need=need), *args)
 
 
+def run_reconcile(step: str, run_id: str | None, *args: Any, **kwargs: Any) -> Any:
+    """``tally.reconcile_full.<step>(resources, *args)`` for the tally_reconcile DAG (``table``
+    or ``check``; ``check`` alerts through the ``tally_alert_*`` Connections)."""
+    from tally import reconcile_full
+
+    if step == "check":
+        kwargs.setdefault("alert_config", alert_config())
+    return run(getattr(reconcile_full, step), resources(run_id, need=("erp",)), *args, **kwargs)
+
+
 def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Call a pipeline stage; data problems fail the task at once (no retries)."""
     try:

@@ -1,0 +1,72 @@
+"""
+### tally_reconcile — the ERP's current rows vs the warehouse, every key, daily
+
+The per-ds gates prove each hop kept what the previous one handed it; they cannot see a row
+the extractor never read (a late commit with an old `updated_at`, a missed hard delete). Once
+a day, after `tally_daily` has loaded, this DAG compares each ERP table with the warehouse by
+**key and version** (`updated_at`), pushed down as segment checksums with bisection into both
+databases, and heals what it finds:
+
+1. **reconcile_erp_<table>** (one per table, in parallel): refresh
+   `reconcile.erp_<table>_current` (latest landed version per key), diff the source against
+   it, classify the differing keys (**missing**, **extra**, **stale**; rows changed after the
+   newest loaded ds are **in flight** and left to the next daily run; rows in the quarantine
+   zone are accounted for), re-extract exactly the missing/stale keys and tombstone the extra
+   ones into the newest loaded partition of the raw zone, reload that ds, compare again.
+2. **check**: one `ops.validation_results` row per table (hop `reconcile`); when anything was
+   found, **one alert** (per DAG, ds and check) with the counts, found / healed / left; fails
+   (no retry) if anything is left unhealed.
+
+Runs at 06:00 UTC, after `tally_daily`'s midnight run. Do not clear it while `tally_daily` is
+extracting the ERP. On-call: `docs/runbook.md#full-reconciliation-found-differences`,
+`tally reconcile --full --no-heal --table erp.<table>`; design: `docs/reconciliation.md`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import CronTriggerTimetable, dag, task
+
+from tally.alerts.callback import alert_on_failure  # cheap: loads nothing until a task fails
+
+# Kept in step with tally.catalog.ERP (tests check it) so parsing does not import the pipeline.
+ERP_TABLES = ["customers", "sales_orders", "products", "order_lines", "invoices", "payments"]
+
+
+def _ds(data_interval_start) -> str:
+    return data_interval_start.strftime("%Y-%m-%d")
+
+
+@dag(
+    dag_id="tally_reconcile",
+    schedule=CronTriggerTimetable("0 6 * * *", timezone="UTC"),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,  # heals rewrite the newest raw partition: one writer at a time
+    dagrun_timeout=timedelta(hours=3),
+    tags=["tally", "erp", "reconciliation"],
+    doc_md=__doc__,
+    default_args={"owner": "data-platform", "retries": 2, "retry_delay": timedelta(minutes=2),
+                  "on_failure_callback": alert_on_failure},
+)
+def tally_reconcile():
+    @task(retries=2, retry_exponential_backoff=True)
+    def reconcile(dataset_id: str, run_id=None) -> dict:
+        from tally.airflow_adapter import run_reconcile
+
+        return run_reconcile("table", run_id, dataset_id)
+
+    @task(retries=0)
+    def check(reports: list[dict], data_interval_start=None, run_id=None, ti=None) -> dict:
+        from tally.airflow_adapter import run_reconcile
+
+        return run_reconcile("check", run_id, _ds(data_interval_start), list(reports), dag_id=ti.dag_id,
+                             task_id=ti.task_id)
+
+    reports = [reconcile.override(task_id=f"reconcile_erp_{name}")(f"erp.{name}") for name in ERP_TABLES]
+    check(reports)
+
+
+tally_reconcile()
