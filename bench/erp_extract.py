@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import resource
-import secrets
 import shutil
 import subprocess
 import sys
@@ -189,19 +188,11 @@ def main() -> None:
         child(args.child, args.conn, args.rows)
         return
 
-    from tally.stack.postgres import EmbeddedPostgres
-    from tally.stack.process import free_port
+    from _embedded import embedded_postgres
 
     console = Console()
-    root = Path(tempfile.mkdtemp(prefix="tally-bench-pg-", dir="/var/tmp" if os.geteuid() == 0 else None))
-    if os.geteuid() == 0:
-        os.chmod(root, 0o755)  # the server runs as the unprivileged tallypg user
-    pg = EmbeddedPostgres(root / "pg", free_port(), "tally", secrets.token_hex(12))
-    try:
-        console.print(f"starting embedded Postgres on port {pg.port} …")
-        pg.start()
-        pg.create_databases(("erp",))
-        conn = PostgresConn("127.0.0.1", pg.port, pg.superuser, pg.password, "erp")
+    with embedded_postgres(console, "erp") as (_, conns):
+        conn = conns["erp"]
         console.print(f"generating {args.rows:,} order lines with generate_series …")
         gen_seconds = generate(conn, args.rows)
         console.print(f"generated in {gen_seconds:.1f} s ({args.rows / gen_seconds:,.0f} rows/s)")
@@ -212,9 +203,6 @@ def main() -> None:
                 continue
             console.print(f"running {variant} …")
             results[variant] = measure(variant, conn, args.rows)
-    finally:
-        pg.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
     table = Table(title=f"ERP extract, {args.rows:,} order lines (embedded Postgres, local lake)")
     for col in ("variant", "rows", "seconds", "rows/s", "vs limit", "peak RSS MB"):

@@ -30,8 +30,6 @@ The differences found must be exactly the ones injected, or the bench fails. The
 from __future__ import annotations
 
 import argparse
-import os
-import secrets
 import shutil
 import tempfile
 import time
@@ -125,25 +123,16 @@ def main() -> None:
     args = parser.parse_args()
 
     import psycopg
+    from _embedded import embedded_postgres
 
     from tally.lake import Lake
     from tally.reconcile_full import Options, reconcile_table
     from tally.reconcile_full.current import refresh
-    from tally.stack.postgres import EmbeddedPostgres
-    from tally.stack.process import free_port
 
     console = Console()
-    root = Path(tempfile.mkdtemp(prefix="tally-bench-pg-", dir="/var/tmp" if os.geteuid() == 0 else None))
-    if os.geteuid() == 0:
-        os.chmod(root, 0o755)  # the server runs as the unprivileged tallypg user
-    pg = EmbeddedPostgres(root / "pg", free_port(), "tally", secrets.token_hex(12))
     timings: dict[str, float] = {}
-    try:
-        console.print(f"starting embedded Postgres on port {pg.port} …")
-        pg.start()
-        pg.create_databases(("erp", "warehouse"))
-        erp = PostgresConn("127.0.0.1", pg.port, pg.superuser, pg.password, "erp")
-        wh = PostgresConn("127.0.0.1", pg.port, pg.superuser, pg.password, "warehouse")
+    with embedded_postgres(console, "erp", "warehouse") as (_, conns):
+        erp, wh = conns["erp"], conns["warehouse"]
         console.print(f"generating {args.rows:,} ERP rows and their landed history with generate_series …")
         t = time.perf_counter()
         injected = generate(erp, wh, args.rows)
@@ -163,9 +152,6 @@ def main() -> None:
             timings["reconcile"] = time.perf_counter() - t
         finally:
             shutil.rmtree(lake_dir, ignore_errors=True)
-    finally:
-        pg.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
     found = {c: set() for c in injected}
     for category, keys in report.samples.items():

@@ -28,11 +28,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
-import shutil
 import statistics
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -138,32 +135,22 @@ def main() -> None:
     args = parser.parse_args()
 
     import psycopg
+    from _embedded import embedded_postgres
 
     from tally.catalog import snake_case
-    from tally.config import PostgresConn
     from tally.lake import Lake
-    from tally.stack.postgres import EmbeddedPostgres
-    from tally.stack.process import free_port
     from tally.warehouse import load_partition
 
     console = Console()
-    root = Path(tempfile.mkdtemp(prefix="tally-bench-load-", dir="/var/tmp" if os.geteuid() == 0 else None))
-    if os.geteuid() == 0:
-        os.chmod(root, 0o755)  # the server runs as the unprivileged tallypg user
-    pg = EmbeddedPostgres(root / "pg", free_port(), "tally", secrets.token_hex(12))
     runs: dict[str, list[float]] = {"psql \\copy": [], "tally": [], "tally (no measure)": [],
                                     "tally re-load (replaces the ds)": []}
-    try:
-        console.print(f"starting embedded Postgres on port {pg.port} …")
-        pg.start()
-        pg.create_databases(("warehouse",))
-        conn = PostgresConn("127.0.0.1", pg.port, pg.superuser, pg.password, "warehouse")
+    with embedded_postgres(console, "warehouse") as (root, conns):
+        conn = conns["warehouse"]
         lake = Lake(str(root / "lake"))
         with console.status(f"writing {args.rows:,} rows to the lake and as CSV"):
             write_lake(lake, args.rows)
             csv_path = root / "rows.csv"
             write_csv(lake, csv_path)
-            os.chmod(root, 0o755)
         load_partition(conn, lake, PATH, DS, "raw", TABLE, "line_id")  # creates the table; warms the cache
         columns = [snake_case(f.name) for f in lake.schema(PATH, DS)] + ["_ds"]
         with psycopg.connect(conn.conninfo(), autocommit=True) as c:
@@ -184,9 +171,6 @@ def main() -> None:
             began = time.perf_counter()
             load_partition(conn, lake, PATH, DS, "raw", TABLE, "line_id", verify=False)
             runs["tally (no measure)"].append(time.perf_counter() - began)
-    finally:
-        pg.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
     limit = args.rows / statistics.median(runs["psql \\copy"])
     table = Table(title=f"Warehouse load, {args.rows:,} order lines (embedded Postgres, local lake); "
