@@ -228,6 +228,8 @@ ERP: dict[str, Dataset] = {
             F("total_amount", "decimal"),
             F("created_at", "datetime"),
             F("updated_at", "datetime", False),
+            # the Salesforce Opportunity the order fulfils, typed by hand (15/18 chars, any case, often missing)
+            F("sf_opportunity_ref", "string"),
         ),
     ),
     "products": Dataset(
@@ -307,9 +309,13 @@ ERP: dict[str, Dataset] = {
 }
 
 # Curated datasets written by Spark (key column is snake_case, as in the warehouse).
+# See docs/curated.md for the columns of each.
 CURATED_KEYS: dict[str, str] = {
+    "conformed_customers": "customer_id",
     "opportunities": "opportunity_id",
-    "rep_rankings": "owner_id",
+    "order_links": "order_id",
+    "rep_rankings": "ranking_id",
+    "account_engagement": "account_id",
 }
 
 

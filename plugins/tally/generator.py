@@ -125,6 +125,7 @@ def generate(scale: Scale = Scale(), seed: int = 7, as_of: datetime | None = Non
     data.salesforce["Account"] = accounts
 
     opportunities = []
+    fx_rng = random.Random(seed + 2)  # its own stream: the other fields stay as they were
     for n in range(scale.opportunities):
         account = rng.choice(accounts)
         owner = rng.choice(users) if rng.random() < 0.2 else next(u for u in users if u["Id"] == account["OwnerId"])
@@ -149,8 +150,7 @@ def generate(scale: Scale = Scale(), seed: int = 7, as_of: datetime | None = Non
             "CloseDate": (created + timedelta(days=rng.randrange(0, 120))).date(),
             "IsClosed": closed,
             "IsWon": stage == "Closed Won",
-            # Single reporting currency until FX conversion lands in the curated zone.
-            "CurrencyIsoCode": "USD",
+            "CurrencyIsoCode": _opportunity_currency(fx_rng),
             "IsDeleted": rng.random() < 0.02,
             "CreatedDate": created,
             "SystemModstamp": moment(created),
@@ -188,10 +188,36 @@ def generate(scale: Scale = Scale(), seed: int = 7, as_of: datetime | None = Non
                 "updated_at": moment(created),
             })
             order_no += 1
+    _link_orders(random.Random(seed + 3), accounts, opportunities, orders)
     data.erp["customers"] = customers
     data.erp["sales_orders"] = orders
     _erp_documents(data, random.Random(seed + 1), start, as_of)
     return data
+
+
+OPPORTUNITY_CURRENCIES = [("USD", 70), ("EUR", 12), ("GBP", 8), ("JPY", 6), ("AUD", 4)]
+
+
+def _opportunity_currency(rng: random.Random) -> str:
+    """Mostly USD (the corporate currency), some EUR/GBP/JPY/AUD."""
+    codes, weights = zip(*OPPORTUNITY_CURRENCIES, strict=True)
+    return rng.choices(codes, weights)[0]
+
+
+def _link_orders(rng: random.Random, accounts: list[dict], opportunities: list[dict], orders: list[dict]) -> None:
+    """``sf_opportunity_ref`` of each order: most orders of a customer whose account has won
+    opportunities name one of them, typed by hand like ``sf_account_ref`` (18-char, 15-char,
+    wrong case or missing); the rest carry none. Its own random stream (``seed + 3``), so every
+    other value stays as it was. Customer ``10_000 + n`` is account ``n`` (see ``generate``)."""
+    won: dict[str, list[str]] = {}
+    for opp in opportunities:
+        if opp["IsWon"]:
+            won.setdefault(opp["AccountId"], []).append(opp["Id"])
+    for order in orders:
+        account = accounts[order["customer_id"] - 10_000]["Id"]
+        choices = won.get(account)
+        ref = _messy_reference(rng, rng.choice(choices)) if choices and rng.random() < 0.8 else None
+        order["sf_opportunity_ref"] = ref
 
 
 TASK_STATUSES = ["Not Started", "In Progress", "Completed", "Waiting on someone else", "Deferred"]
@@ -380,6 +406,39 @@ def _messy_reference(rng: random.Random, account_id: str) -> str | None:
     if roll < 0.92:
         return account_id.lower()
     return None
+
+
+def rate_on(rates: list[dict], currency: str | None, day: date | None) -> int | None:
+    """The DatedConversionRate in force on ``day`` for ``currency``, in millionths of a unit per
+    USD (``StartDate <= day < NextStartDate``, NULL next = open); USD is 1_000_000; None if missing.
+    ``rates`` are live DatedConversionRate records. The ground truth of docs/curated.md's FX rule."""
+    if currency is None or day is None:
+        return None
+    if currency == "USD":
+        return 1_000_000
+    hits = [r for r in rates if r["IsoCode"] == currency and r["StartDate"] <= day
+            and (r["NextStartDate"] is None or day < r["NextStartDate"])]
+    if not hits:
+        return None
+    return round(max(hits, key=lambda r: r["StartDate"])["ConversionRate"] * 1_000_000)
+
+
+def to_reporting(amount: Decimal | None, currency: str | None, day: date | None, rates: list[dict],
+                 reporting: str = "USD") -> Decimal | None:
+    """``amount`` in ``reporting`` currency: round_half_up(amount / rate(src) * rate(rep), 9);
+    the same currency converts at exactly 1; None when a rate is missing (or no amount)."""
+    from decimal import ROUND_HALF_UP, localcontext
+
+    if amount is None:
+        return None
+    if currency == reporting:
+        return amount
+    src, rep = rate_on(rates, currency, day), rate_on(rates, reporting, day)
+    if src is None or rep is None:
+        return None
+    with localcontext() as ctx:
+        ctx.prec = 60
+        return (Decimal(amount) * rep / src).quantize(Decimal("1e-9"), rounding=ROUND_HALF_UP)
 
 
 def ds_interval(ds: str) -> tuple[datetime, datetime]:

@@ -35,8 +35,11 @@ CREATE TABLE IF NOT EXISTS sales_orders (
     currency     char(3) NOT NULL,
     total_amount numeric(14, 2) NOT NULL,
     created_at   timestamptz NOT NULL,
-    updated_at   timestamptz NOT NULL
+    updated_at   timestamptz NOT NULL,
+    sf_opportunity_ref text
 );
+-- ERP databases seeded before the column existed get it too
+ALTER TABLE sales_orders ADD COLUMN IF NOT EXISTS sf_opportunity_ref text;
 CREATE INDEX IF NOT EXISTS sales_orders_updated_at ON sales_orders (updated_at);
 CREATE TABLE IF NOT EXISTS products (
     product_id bigint PRIMARY KEY,
@@ -96,7 +99,7 @@ ERP_DDL_MYSQL = [
     """CREATE TABLE IF NOT EXISTS sales_orders (
         order_id BIGINT PRIMARY KEY, customer_id BIGINT NOT NULL, order_date DATE NOT NULL,
         status VARCHAR(16) NOT NULL, currency CHAR(3) NOT NULL, total_amount DECIMAL(14, 2) NOT NULL,
-        created_at DATETIME(6) NOT NULL, updated_at DATETIME(6) NOT NULL,
+        created_at DATETIME(6) NOT NULL, updated_at DATETIME(6) NOT NULL, sf_opportunity_ref VARCHAR(32),
         KEY sales_orders_updated_at (updated_at)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4""",
     """CREATE TABLE IF NOT EXISTS products (
         product_id BIGINT PRIMARY KEY, sku VARCHAR(32) NOT NULL, name VARCHAR(255) NOT NULL,

@@ -12,14 +12,25 @@ Environment overrides (all optional):
 - ``TALLY_SPARK_SHUFFLE_PARTITIONS`` (2 x cores, at least 2)
 - ``TALLY_SPARK_BROADCAST_MB`` (32): tables below this are broadcast in joins
 - ``TALLY_SPARK_LOG_LEVEL`` (``WARN``)
+
+``StandaloneCluster`` starts a Spark standalone master and worker on this machine with
+``spark-class`` from the same installation (a cluster to submit to in tests and demos), and
+``submit_command`` builds the ``spark-submit`` command line for one of ``spark_jobs/``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
+import signal
+import socket
+import subprocess
 import sys
-from collections.abc import Mapping
+import time
+import urllib.request
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -213,3 +224,129 @@ def spark_count_and_checksum(df: DataFrame, key_col: str) -> tuple[int, str]:
 def spark_checksum(df: DataFrame, key_col: str) -> str:
     """``tally.checksum.checksum(df[key_col])``, computed by Spark."""
     return spark_count_and_checksum(df, key_col)[1]
+
+
+# -- spark-submit and a standalone cluster -------------------------------------------------
+def jobs_dir() -> Path:
+    """``spark_jobs/`` of this checkout."""
+    return Path(__file__).resolve().parents[2] / "spark_jobs"
+
+
+def submit_command(job: str, args: Sequence[str], master: str | None = None,
+                   conf: Mapping[str, str] | None = None) -> list[str]:
+    """``spark-submit [--master M] [--conf k=v ...] spark_jobs/<job>.py args...``."""
+    cmd = [spark_submit_bin()]
+    if master:
+        cmd += ["--master", master]
+    for key, value in (conf or {}).items():
+        cmd += ["--conf", f"{key}={value}"]
+    return [*cmd, str(jobs_dir() / f"{job}.py"), *args]
+
+
+def free_port(host: str = DEFAULT_LOCAL_IP) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class StandaloneCluster:
+    """A Spark standalone master and one worker on this machine, started with ``spark-class``
+    (``org.apache.spark.deploy.master.Master`` / ``...worker.Worker``) from the pyspark install.
+
+    ``start()`` returns the master URL once the worker has registered (polling the master's
+    ``/json`` status page); ``stop()`` ends both processes (their own process groups: SIGTERM,
+    then SIGKILL) and is safe to call twice. Use it as a context manager so they are always
+    stopped. Logs go to ``workdir/{master,worker}.log``.
+    """
+
+    def __init__(self, workdir: Path | str, cores: int = 1, memory: str = "1g", host: str = DEFAULT_LOCAL_IP,
+                 timeout: float = 120.0) -> None:
+        self.workdir = Path(workdir)
+        self.cores, self.memory, self.host, self.timeout = cores, memory, host, timeout
+        self.procs: list[subprocess.Popen] = []
+        self.port = self.ui_port = 0
+
+    @property
+    def url(self) -> str:
+        return f"spark://{self.host}:{self.port}"
+
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+        env = spark_env()
+        env["SPARK_LOCAL_IP"] = self.host
+        env["SPARK_LOG_DIR"] = str(self.workdir / "logs")
+        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the process
+        try:
+            proc = subprocess.Popen([os.path.join(spark_home(), "bin", "spark-class"), *args], env=env,
+                                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True, cwd=self.workdir)
+        finally:
+            log.close()
+        self.procs.append(proc)
+        return proc
+
+    def status(self) -> dict:
+        """The master's status JSON (``workers``, ``aliveworkers``, ``activeapps``...)."""
+        with urllib.request.urlopen(f"http://{self.host}:{self.ui_port}/json/", timeout=5) as reply:  # noqa: S310
+            return json.loads(reply.read())
+
+    def start(self) -> str:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port, self.ui_port = free_port(self.host), free_port(self.host)
+        try:
+            self._spawn("master", ["org.apache.spark.deploy.master.Master", "--host", self.host,
+                                   "--port", str(self.port), "--webui-port", str(self.ui_port)])
+            self._wait(lambda st: True, "the master to answer")
+            self._spawn("worker", ["org.apache.spark.deploy.worker.Worker", "--host", self.host,
+                                   "--webui-port", str(free_port(self.host)), "--cores", str(self.cores),
+                                   "--memory", self.memory, "--work-dir", str(self.workdir / "work"), self.url])
+            self._wait(lambda st: int(st.get("aliveworkers", 0)) >= 1, "a worker to register")
+        except BaseException:
+            self.stop()
+            raise
+        return self.url
+
+    def _wait(self, ready, what: str) -> None:
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            for proc in self.procs:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"a Spark standalone process exited ({proc.returncode}) while waiting for "
+                                       f"{what}; see {self.workdir}/*.log:\n{self.log_tail()}")
+            try:
+                if ready(self.status()):
+                    return
+            except OSError:  # not listening yet
+                pass
+            time.sleep(0.5)
+        raise TimeoutError(f"no {what} within {self.timeout:.0f}s; see {self.workdir}/*.log:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 15) -> str:
+        out = []
+        for name in ("master", "worker"):
+            path = self.workdir / f"{name}.log"
+            if path.exists():
+                out.append(f"--- {name} ---\n" + "\n".join(path.read_text(errors="replace").splitlines()[-lines:]))
+        return "\n".join(out)
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):  # worker first
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)  # the group spark-class started (the JVM)
+                except ProcessLookupError:
+                    continue
+        for proc in reversed(self.procs):
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+        self.procs.clear()
+
+    def __enter__(self) -> StandaloneCluster:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,118 @@
+"""curated/account_engagement: product usage and open pipeline per live account.
+
+    spark-submit spark_jobs/account_engagement.py --lake <uri-or-path> --ds YYYY-MM-DD
+
+Reads the activity events of every committed ds ``<= --ds`` of raw/kafka/activity, the live
+Salesforce accounts and the committed curated/opportunities of ``--ds`` (run
+``opportunity_enrichment`` first), and writes one row per live account:
+
+- ``events_total`` and ``last_event_at`` over all its events;
+- over the 30 days ending with ds (``occurred_at`` in ``[ds + 1 - 30 days, ds + 1)``):
+  ``events_30d``, ``distinct_users_30d`` and one count per event type;
+- ``open_opportunities`` (live, not closed) and ``open_pipeline_reporting`` (their amount in
+  the reporting currency).
+
+This is the heavy join of the platform (every event of every day), so events are reduced to
+one row per account before the join. An event delivered twice (same ``event_id`` at another
+offset) counts once; events of accounts that are not live are counted in the manifest.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+if str(Path(__file__).resolve().parent) not in sys.path:  # curated_lib, when loaded from elsewhere
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import curated_lib as lib  # noqa: E402
+from pyspark.sql import DataFrame, SparkSession  # noqa: E402
+from pyspark.sql import functions as F  # noqa: E402
+
+JOB = "account_engagement"
+OUTPUT = "account_engagement"
+WINDOW_DAYS = 30
+TYPE_COLUMNS = {"page_view": "page_views_30d", "feature_used": "feature_used_30d", "login": "logins_30d",
+                "email_open": "email_opens_30d"}
+
+
+def window_of(ds: str) -> tuple[datetime, datetime]:
+    """``[ds + 1 - 30 days, ds + 1)`` in UTC."""
+    end = datetime.combine(date.fromisoformat(ds) + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+    return end - timedelta(days=WINDOW_DAYS), end
+
+
+def distinct_events(events: DataFrame) -> DataFrame:
+    """One row per event_id: the first delivery (lowest partition, then offset)."""
+    first = F.min(F.struct("_kafka_partition", "_kafka_offset", "account_id", "event_type", "user_email",
+                           "occurred_at")).alias("e")
+    return events.groupBy("event_id").agg(first).select("event_id", "e.account_id", "e.event_type",
+                                                         "e.user_email", "e.occurred_at")
+
+
+def per_account(events: DataFrame, ds: str) -> DataFrame:
+    start, end = window_of(ds)
+    recent = (F.col("occurred_at") >= F.lit(start)) & (F.col("occurred_at") < F.lit(end))
+    return events.groupBy("account_id").agg(
+        F.count(F.lit(1)).alias("events_total"),
+        F.count(F.when(recent, 1)).alias("events_30d"),
+        F.countDistinct(F.when(recent, F.col("user_email"))).alias("distinct_users_30d"),
+        F.max("occurred_at").alias("last_event_at"),
+        *[F.count(F.when(recent & (F.col("event_type") == t), 1)).alias(c) for t, c in TYPE_COLUMNS.items()],
+    )
+
+
+def build(accounts: DataFrame, events: DataFrame, opportunities: DataFrame, ds: str) -> DataFrame:
+    usage = per_account(events, ds)
+    pipeline = (
+        opportunities.filter(~F.coalesce(F.col("is_closed"), F.lit(False)) & F.col("account_id").isNotNull())
+        .groupBy("account_id")
+        .agg(F.count(F.lit(1)).alias("open_opportunities"), F.sum("amount_reporting").alias("open_pipeline"))
+    )
+    joined = (
+        accounts.select(F.col("Id").alias("account_id"), F.col("Name").alias("account_name"))
+        .join(usage, "account_id", "left")
+        .join(pipeline, "account_id", "left")
+    )
+    zero = F.lit(0).cast("long")
+    counts = ["events_total", "events_30d", "distinct_users_30d"]
+    return joined.select(
+        "account_id",
+        "account_name",
+        *[F.coalesce(F.col(c), zero).cast("long").alias(c) for c in counts],
+        "last_event_at",
+        *[F.coalesce(F.col(c), zero).cast("long").alias(c) for c in TYPE_COLUMNS.values()],
+        F.coalesce(F.col("open_opportunities"), zero).cast("long").alias("open_opportunities"),
+        F.coalesce(F.col("open_pipeline"), F.lit(0)).cast(lib.MONEY).alias("open_pipeline_reporting"),
+    )
+
+
+def run(spark: SparkSession, lake_uri: str, ds: str, *, reporting_currency: str | None = None,
+        s3=None, rows_per_file: int = lib.ROWS_PER_FILE) -> dict:
+    """Build and commit curated/account_engagement for ``ds``; return the summary."""
+    started = time.monotonic()
+    lake = lib.open_lake(spark, lake_uri, ds, s3)
+    inputs: dict[str, list[str]] = {}
+    accounts = lib.live(spark, lake, "salesforce.Account", ds, inputs)
+    opportunities = lib.read_curated(spark, lake, "opportunities", ds, inputs)
+    raw_events = lib.read_events(spark, lake, ds, inputs)
+    events = distinct_events(raw_events).cache()
+    frame = build(accounts, events, opportunities, ds).cache()
+    try:
+        read = raw_events.count()
+        distinct = events.count()
+        matched = frame.agg(F.sum("events_total")).first()[0] or 0
+        counts = {"events_read": read, "duplicate_events": read - distinct, "events_distinct": distinct,
+                  "events_matched": int(matched), "events_unmatched_account": distinct - int(matched)}
+        manifest = lib.write_curated(lake, frame, OUTPUT, ds, inputs, {"events": counts,
+                                                                       "window_days": WINDOW_DAYS}, rows_per_file)
+    finally:
+        frame.unpersist()
+        events.unpersist()
+    return lib.summary(JOB, ds, lake, {OUTPUT: manifest}, started, events=counts)
+
+
+if __name__ == "__main__":
+    sys.exit(lib.job_main(JOB, run, __doc__.split("\n\n")[0]))

@@ -1,0 +1,466 @@
+"""What every curated Spark job shares: reading the raw zone by its manifests, the latest live
+version of each record, reading another job's committed output, the rules for hand-typed
+Salesforce references and FX conversion, writing and committing a curated ds, and the CLI.
+
+Each job module (``conformed_customers``, ``opportunity_enrichment``, ``rep_rankings``,
+``account_engagement``) defines ``JOB``, ``run(spark, lake_uri, ds, ...)`` and ends with
+``sys.exit(curated_lib.job_main(JOB, run))``, so it runs on its own under ``spark-submit``.
+The rules are documented for users in ``docs/curated.md``.
+
+No Python UDFs: every transformation is a Spark SQL expression, so executors (also on a
+cluster) need no Python code from this repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+try:
+    import tally  # noqa: F401
+except ImportError:  # a checkout run without `pip install -e .`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
+
+import pyarrow.fs as pafs  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+from pyspark.sql import Column, DataFrame, SparkSession, Window  # noqa: E402
+from pyspark.sql import functions as F  # noqa: E402
+from pyspark.sql import types as T  # noqa: E402
+
+from tally import catalog  # noqa: E402
+from tally.lake import MANIFEST, Lake, S3Options, schema_fingerprint  # noqa: E402
+from tally.spark_session import build_session, checksum_col, has_class  # noqa: E402
+
+S3A_CLASS = "org.apache.hadoop.fs.s3a.S3AFileSystem"
+S3A_MISSING = (
+    "Spark cannot read s3a:// without hadoop-aws on its classpath; use a local lake or a Spark "
+    "with hadoop-aws (EMR, the compose image)"
+)
+ROWS_PER_FILE = 1_000_000
+CORPORATE_CURRENCY = "USD"  # DatedConversionRate rates are units of IsoCode per 1 USD
+REPORTING_CURRENCY_ENV = "TALLY_REPORTING_CURRENCY"
+EVENTS_PATH = "raw/kafka/activity"
+
+MONEY = T.DecimalType(38, 9)
+SPARK_TYPES: dict[str, T.DataType] = {
+    "id": T.StringType(),
+    "string": T.StringType(),
+    "bool": T.BooleanType(),
+    "int": T.LongType(),
+    "decimal": MONEY,
+    "double": T.DoubleType(),
+    "date": T.DateType(),
+    "datetime": T.TimestampType(),
+}
+# The columns of raw/kafka/activity the jobs read (see tally.events.schema.EVENT_SCHEMA).
+EVENT_SCHEMA = T.StructType([
+    T.StructField("event_id", T.StringType()),
+    T.StructField("event_type", T.StringType()),
+    T.StructField("account_id", T.StringType()),
+    T.StructField("user_email", T.StringType()),
+    T.StructField("occurred_at", T.TimestampType()),
+    T.StructField("_kafka_partition", T.IntegerType()),
+    T.StructField("_kafka_offset", T.LongType()),
+])
+
+
+class JobError(RuntimeError):
+    """A failure with a message meant for the operator (printed without a traceback)."""
+
+
+def curated_path(name: str) -> str:
+    return f"curated/{name}"
+
+
+def reporting_currency(value: str | None = None) -> str:
+    """``value``, else ``$TALLY_REPORTING_CURRENCY``, else USD; a 3-letter ISO code, upper case."""
+    code = (value or os.environ.get(REPORTING_CURRENCY_ENV) or CORPORATE_CURRENCY).strip().upper()
+    if len(code) != 3 or not code.isalpha():
+        raise JobError(f"reporting currency must be a 3-letter ISO code, got {code!r}")
+    return code
+
+
+# -- the lake -------------------------------------------------------------------------------
+def is_s3(uri: str) -> bool:
+    return uri.split("://", 1)[0].lower() in ("s3", "s3a") if "://" in uri else False
+
+
+def s3_options_from_env() -> S3Options:
+    return S3Options(
+        endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"),
+        access_key=os.environ.get("AWS_ACCESS_KEY_ID"),
+        secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
+        region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+    )
+
+
+def s3a_conf(s3: S3Options) -> dict[str, str]:
+    """Hadoop s3a settings matching the lake's S3 options (MinIO / moto need path style)."""
+    conf: dict[str, str] = {}
+    if s3.endpoint_url:
+        conf["spark.hadoop.fs.s3a.endpoint"] = s3.endpoint_url
+        conf["spark.hadoop.fs.s3a.path.style.access"] = "true"
+        conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] = str(s3.endpoint_url.startswith("https")).lower()
+    if s3.access_key and s3.secret_key:
+        conf["spark.hadoop.fs.s3a.access.key"] = s3.access_key
+        conf["spark.hadoop.fs.s3a.secret.key"] = s3.secret_key
+    conf["spark.hadoop.fs.s3a.endpoint.region"] = s3.region
+    return conf
+
+
+def open_lake(spark: SparkSession, lake_uri: str, ds: str, s3: S3Options | None = None) -> Lake:
+    """Check ``ds`` and that Spark can reach the lake; return the pyarrow view of it."""
+    try:
+        date.fromisoformat(ds)
+    except ValueError as exc:
+        raise JobError(f"ds must be YYYY-MM-DD, got {ds!r}") from exc
+    if is_s3(lake_uri) and not has_class(spark, S3A_CLASS):
+        raise JobError(S3A_MISSING)
+    return Lake(lake_uri, s3=s3 or (s3_options_from_env() if is_s3(lake_uri) else None))
+
+
+def spark_schema(dataset: catalog.Dataset) -> T.StructType:
+    """The raw zone's columns: the catalog's fields, plus the ERP extractor's ``_deleted`` flag.
+    A field that an older partition lacks (a column added later) reads as NULL."""
+    fields = [T.StructField(f.name, SPARK_TYPES[f.type], True) for f in dataset.fields]
+    if dataset.deleted_flag and dataset.deleted_flag not in dataset.field_names:
+        fields.append(T.StructField(dataset.deleted_flag, T.BooleanType(), True))
+    return T.StructType(fields)
+
+
+def _manifest_urls(lake: Lake, path: str, parts: list[str], what: str) -> list[str]:
+    urls: list[str] = []
+    for part_ds in parts:
+        manifest = lake.read_manifest(path, part_ds)
+        if manifest is None:  # uncommitted between listing and reading
+            raise JobError(f"{what} ds={part_ds} lost its manifest while the job ran")
+        urls += [lake.url(Lake.partition(path, part_ds), f) for f in manifest["files"]]
+    return urls
+
+
+def read_raw(spark: SparkSession, lake: Lake, dataset: catalog.Dataset, ds: str) -> tuple[DataFrame, list[str]]:
+    """All committed partitions ``<= ds`` of a raw dataset, exactly the files the manifests
+    list, with the partition's ``ds`` and ``_file`` as columns. Returns (frame, ds values read)."""
+    schema = spark_schema(dataset)
+    parts = lake.committed(dataset.lake_path, up_to=ds)
+    urls = _manifest_urls(lake, dataset.lake_path, parts, dataset.dataset_id)
+    if not urls:
+        empty = spark.createDataFrame([], schema)
+        return empty.withColumn("ds", F.lit(None).cast("string")).withColumn("_file", F.lit("")), parts
+    frame = spark.read.schema(schema).parquet(*urls)
+    file_path = F.col("_metadata.file_path")
+    frame = frame.select(
+        *[F.col(f"`{c}`") for c in schema.fieldNames()],
+        F.regexp_extract(file_path, r"/ds=([^/]+)/[^/]+$", 1).alias("ds"),
+        file_path.alias("_file"),
+    )
+    return frame, parts
+
+
+def latest_live(frame: DataFrame, dataset: catalog.Dataset) -> DataFrame:
+    """Latest version per key (greatest cursor, then greatest ds); deleted records (tombstones) dropped."""
+    order = [F.col(dataset.cursor).desc_nulls_last(), F.col("ds").desc(), F.col("_file").desc()]
+    w = Window.partitionBy(dataset.key).orderBy(*order)
+    latest = frame.withColumn("_rn", F.row_number().over(w)).filter(F.col("_rn") == 1)
+    if dataset.deleted_flag:
+        latest = latest.filter(~F.coalesce(F.col(dataset.deleted_flag), F.lit(False)))
+    return latest.drop("_rn", "_file", "ds")
+
+
+def live(spark: SparkSession, lake: Lake, dataset_id: str, ds: str, inputs: dict[str, list[str]]) -> DataFrame:
+    """The live records of a raw dataset as of ``ds``; records the partitions read in ``inputs``."""
+    dataset = catalog.get(dataset_id)
+    raw, parts = read_raw(spark, lake, dataset, ds)
+    inputs[dataset_id] = parts
+    return latest_live(raw, dataset)
+
+
+def read_curated(spark: SparkSession, lake: Lake, name: str, ds: str, inputs: dict[str, list[str]]) -> DataFrame:
+    """Another job's committed output for ``ds`` (the files its manifest lists)."""
+    path = curated_path(name)
+    if lake.read_manifest(path, ds) is None:
+        raise JobError(f"curated.{name} ds={ds} is not committed: run its job first")
+    inputs[f"curated.{name}"] = [ds]
+    return spark.read.parquet(*_manifest_urls(lake, path, [ds], f"curated.{name}"))
+
+
+def read_events(spark: SparkSession, lake: Lake, ds: str, inputs: dict[str, list[str]]) -> DataFrame:
+    """Every committed ds ``<= ds`` of the landed activity events (none landed: an empty frame)."""
+    parts = lake.committed(EVENTS_PATH, up_to=ds)
+    inputs["kafka.activity"] = parts
+    urls = _manifest_urls(lake, EVENTS_PATH, parts, "kafka.activity")
+    if not urls:
+        return spark.createDataFrame([], EVENT_SCHEMA)
+    return spark.read.schema(EVENT_SCHEMA).parquet(*urls)
+
+
+# -- hand-typed Salesforce references ------------------------------------------------------
+def resolve_reference(frame: DataFrame, ref: str, targets: DataFrame, out: str, how: str) -> DataFrame:
+    """Resolve the hand-typed Salesforce id in column ``ref`` against ``targets`` (one column
+    ``id``: live 18-character ids). Adds ``out`` (the resolved 18-char id or NULL) and ``how``:
+
+    - ``missing_ref``: no reference (NULL or blank);
+    - ``exact``: an 18-char reference equal to a live id;
+    - ``case_fixed``: an 18-char reference equal to a live id but for letter case (the 3-char
+      suffix makes 18-char ids unique ignoring case);
+    - ``expanded_15``: a 15-char (case-sensitive) reference equal to the first 15 chars of a live id;
+    - ``unknown``: anything else (a deleted or never-seen record, a 15-char id in the wrong
+      case, a malformed value).
+    """
+    cleaned = F.nullif(F.trim(F.col(ref)), F.lit(""))
+    by18 = targets.select(F.upper("id").alias("_k18"), F.col("id").alias("_id18"))
+    by15 = targets.select(F.substring("id", 1, 15).alias("_k15"), F.col("id").alias("_id15"))
+    keyed = (
+        frame.withColumn("_ref", cleaned)
+        .withColumn("_rk18", F.when(F.length("_ref") == 18, F.upper("_ref")))
+        .withColumn("_rk15", F.when(F.length("_ref") == 15, F.col("_ref")))
+    )
+    joined = (
+        keyed.join(F.broadcast(by18), F.col("_rk18") == F.col("_k18"), "left")
+        .join(F.broadcast(by15), F.col("_rk15") == F.col("_k15"), "left")
+    )
+    resolution = (
+        F.when(F.col("_ref").isNull(), "missing_ref")
+        .when(F.col("_id18").isNotNull(), F.when(F.col("_ref") == F.col("_id18"), "exact").otherwise("case_fixed"))
+        .when(F.col("_id15").isNotNull(), "expanded_15")
+        .otherwise("unknown")
+    )
+    return (
+        joined.withColumn(out, F.coalesce("_id18", "_id15"))
+        .withColumn(how, resolution)
+        .drop("_ref", "_rk18", "_rk15", "_k18", "_id18", "_k15", "_id15")
+    )
+
+
+# -- FX ------------------------------------------------------------------------------------
+def rate_table(rates: DataFrame) -> DataFrame:
+    """Live DatedConversionRate rows as non-overlapping ranges (iso, start, next, rate_u), the
+    rate in millionths (Salesforce keeps 6 decimals) so conversions are exact decimal arithmetic.
+
+    Salesforce keeps a currency's ranges back to back; should two overlap anyway, the later
+    start ends the earlier range (and of two with the same start, the latest modified wins),
+    so a date never matches two rates and a join never fans out.
+    """
+    cleaned = rates.select(
+        F.upper(F.trim("IsoCode")).alias("iso"),
+        F.col("StartDate").alias("start"),
+        F.col("NextStartDate").alias("next"),
+        F.round(F.col("ConversionRate") * 1_000_000).cast("long").alias("rate_u"),
+        F.col("SystemModstamp").alias("_stamp"),
+    ).filter((F.col("rate_u") > 0) & (F.col("iso") != CORPORATE_CURRENCY) & F.col("start").isNotNull())
+    same_start = Window.partitionBy("iso", "start").orderBy(F.col("_stamp").desc_nulls_last())
+    unique = cleaned.withColumn("_rn", F.row_number().over(same_start)).filter("_rn = 1")
+    following = F.lead("start").over(Window.partitionBy("iso").orderBy("start"))
+    return unique.select(
+        "iso", "start",
+        F.when(F.col("next").isNull(), following)
+        .when(following.isNull(), F.col("next"))
+        .otherwise(F.least(F.col("next"), following))
+        .alias("next"),
+        "rate_u",
+    )
+
+
+def _in_range(day: Column) -> Column:
+    return (F.col("start") <= day) & (F.col("next").isNull() | (day < F.col("next")))
+
+
+def with_fx(frame: DataFrame, amount: str, currency: str, day: str, rates: DataFrame, reporting: str) -> DataFrame:
+    """Add ``fx_rate`` (reporting units per source unit on ``day``, NULL if a rate is missing)
+    and ``amount_reporting`` = round_half_up(amount / rate(src) * rate(reporting), 9).
+
+    ``rates`` is a :func:`rate_table`. A rate applies to ``start <= day < next``; USD is 1;
+    the same currency converts at exactly 1. A missing rate leaves both NULL; the row stays.
+    """
+    src = F.broadcast(rates.select(
+        F.col("iso").alias("_src_iso"), F.col("start"), F.col("next"), F.col("rate_u").alias("_src_rate")))
+    rep = F.broadcast(rates.filter(F.col("iso") == reporting).select(
+        F.col("start").alias("_rep_start"), F.col("next").alias("_rep_next"), F.col("rate_u").alias("_rep_rate")))
+    keyed = frame.withColumn("_cur", F.upper(F.trim(F.col(currency)))).withColumn("_day", F.col(day))
+    joined = keyed.join(src, (F.col("_cur") == F.col("_src_iso")) & _in_range(F.col("_day")), "left").drop(
+        "_src_iso", "start", "next")
+    rep_hit = (F.col("_rep_start") <= F.col("_day")) & (
+        F.col("_rep_next").isNull() | (F.col("_day") < F.col("_rep_next")))
+    joined = joined.join(rep, rep_hit, "left")
+    corporate = F.lit(1_000_000).cast("long")
+    src_u = F.when(F.col("_cur") == CORPORATE_CURRENCY, corporate).otherwise(F.col("_src_rate"))
+    rep_u = corporate if reporting == CORPORATE_CURRENCY else F.col("_rep_rate")
+    same = F.col("_cur") == F.lit(reporting)
+    # decimal(24,9) x decimal(13,0) is exact in decimal(38,9); dividing that by a decimal(13,0)
+    # gives decimal(38,9) rounded half-up once (Spark's decimal division rules).
+    scaled = (F.col(amount).cast("decimal(24,9)") * rep_u.cast("decimal(13,0)")).cast("decimal(38,9)")
+    converted = (scaled / src_u.cast("decimal(13,0)")).cast(MONEY)
+    return (
+        joined.withColumn(
+            "fx_rate", F.when(same, F.lit(1.0)).otherwise(rep_u.cast("double") / src_u.cast("double")))
+        .withColumn("amount_reporting", F.when(same, F.col(amount).cast(MONEY)).otherwise(converted))
+        .drop("_cur", "_day", "_src_rate", "_rep_start", "_rep_next", "_rep_rate")
+    )
+
+
+def count_if(condition: Column) -> Column:
+    """Aggregate: rows where ``condition`` holds (for ``write_curated``'s ``counts``)."""
+    return F.count(F.when(condition, 1))
+
+
+def counts_of(column: str, values: tuple[str, ...]) -> dict[str, Column]:
+    """``{value: count_if(column == value)}`` for a column's known domain."""
+    return {v: count_if(F.col(column) == v) for v in values}
+
+
+# -- writing -------------------------------------------------------------------------------
+def _tidy_partition(lake: Lake, dataset_path: str, ds: str) -> list[str]:
+    """Delete Spark's side files (_SUCCESS, .crc, _temporary); return the parquet file names."""
+    part = lake.path(Lake.partition(dataset_path, ds))
+    keep: list[str] = []
+    for info in lake.fs.get_file_info(pafs.FileSelector(part, recursive=False)):
+        name = info.base_name
+        if info.type == pafs.FileType.File and name.endswith(".parquet") and name[0] not in "._":
+            keep.append(name)
+        elif info.type == pafs.FileType.Directory:
+            lake.fs.delete_dir(info.path)
+        elif name != MANIFEST:
+            lake.fs.delete_file(info.path)
+    return sorted(keep)
+
+
+def write_curated(
+    lake: Lake,
+    frame: DataFrame,
+    name: str,
+    ds: str,
+    inputs: dict[str, list[str]],
+    extra: dict | None = None,
+    rows_per_file: int = ROWS_PER_FILE,
+    counts: dict[str, dict[str, Column]] | None = None,
+    publish: list[str] | None = None,
+) -> dict:
+    """Replace ``curated/<name>`` ds=<ds> with ``frame`` and commit it with a manifest: row
+    count, key checksum over ``catalog.CURATED_KEYS[name]``, schema fingerprint, inputs, the
+    job's ``extra`` values and ``counts`` (``{group: {name: aggregate}}``, group ``""`` for
+    top-level counts, evaluated in the
+    same pass as the row count and checksum). Only the ``publish`` columns are written (all by
+    default). ``frame`` should be cached: it is aggregated, then written."""
+    path, dataset_id, key = curated_path(name), f"curated.{name}", catalog.CURATED_KEYS[name]
+    aggs = [F.count(F.lit(1)).alias("_rows"), checksum_col(key).alias("_checksum")]
+    for group, columns in (counts or {}).items():
+        aggs += [col.alias(f"{group}::{label}") for label, col in columns.items()]
+    measured = frame.agg(*aggs).first().asDict()
+    rows, key_checksum = int(measured.pop("_rows")), str(measured.pop("_checksum"))
+    extra = dict(extra or {})
+    for label, value in measured.items():
+        group, _, item = label.partition("::")
+        value = int(value) if value is not None else None
+        if group:
+            extra.setdefault(group, {})[item] = value
+        else:  # the "" group: top-level counts
+            extra[item] = value
+    if publish is not None:
+        frame = frame.select(*publish)
+    lake.clear_partition(path, ds)
+    files_wanted = max(1, math.ceil(rows / rows_per_file))
+    (
+        frame.coalesce(files_wanted)
+        .write.mode("overwrite")
+        .option("compression", "snappy")
+        .parquet(lake.url(Lake.partition(path, ds)))
+    )
+    files = _tidy_partition(lake, path, ds)
+    if not files:
+        raise JobError(f"Spark wrote no parquet file for {dataset_id} ds={ds}")
+    part = lake.path(Lake.partition(path, ds))
+    written = 0
+    schema = None
+    for file_name in files:
+        meta = pq.ParquetFile(f"{part}/{file_name}", filesystem=lake.fs)
+        written += meta.metadata.num_rows
+        schema = schema or meta.schema_arrow
+    if written != rows:  # the manifest must describe the files, not the plan
+        raise JobError(f"{dataset_id} ds={ds}: Spark wrote {written} rows but the frame had {rows}")
+    return lake.write_manifest(
+        path,
+        ds,
+        {
+            **(extra or {}),
+            "dataset": dataset_id,
+            "files": files,
+            "row_count": rows,
+            "key_checksum": key_checksum,
+            "key": key,
+            "schema_fingerprint": schema_fingerprint(schema),
+            "inputs": inputs,
+        },
+    )
+
+
+def summary(job: str, ds: str, lake: Lake, manifests: dict[str, dict], started: float, **more) -> dict:
+    """The one JSON line a job prints: rows and checksums per output, inputs, seconds."""
+    return {
+        "job": job,
+        "ds": ds,
+        "lake": lake.uri,
+        "rows": {f"curated.{n}": m["row_count"] for n, m in manifests.items()},
+        "key_checksums": {f"curated.{n}": m["key_checksum"] for n, m in manifests.items()},
+        "inputs": {n: m["inputs"] for n, m in manifests.items()},
+        "seconds": round(time.monotonic() - started, 3),
+        **more,
+    }
+
+
+# -- the command line ----------------------------------------------------------------------
+RunFn = Callable[..., dict]
+
+
+def parse_args(job: str, description: str, argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=job, description=description)
+    parser.add_argument("--lake", required=True, help="lake URI: a local path, file:///… or s3://bucket/prefix")
+    parser.add_argument("--ds", required=True, help="logical date YYYY-MM-DD (reads committed raw ds <= it)")
+    parser.add_argument("--master", default=None, help="Spark master when not given to spark-submit")
+    parser.add_argument(
+        "--reporting-currency",
+        default=None,
+        help=f"ISO code money is converted to (default ${REPORTING_CURRENCY_ENV} or {CORPORATE_CURRENCY})",
+    )
+    parser.add_argument("--rows-per-file", type=int, default=ROWS_PER_FILE, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    try:
+        date.fromisoformat(args.ds)
+    except ValueError:
+        parser.error(f"--ds must be YYYY-MM-DD, got {args.ds!r}")
+    return args
+
+
+def job_main(job: str, run: RunFn, description: str, argv: list[str] | None = None) -> int:
+    """Parse the arguments, build the session, ``run`` the job, print its summary as one JSON line.
+    Exit 0 on success, 2 on a ``JobError`` (message on stderr)."""
+    args = parse_args(job, description, argv)
+    try:
+        currency = reporting_currency(args.reporting_currency)
+    except JobError as exc:
+        print(f"{job}: error: {exc}", file=sys.stderr)
+        return 2
+    extra = s3a_conf(s3_options_from_env()) if is_s3(args.lake) else None
+    owned = SparkSession.getActiveSession() is None  # don't stop a caller's session
+    spark = build_session(f"tally-{job}-{args.ds}", master=args.master, extra_conf=extra)
+    try:
+        result = run(spark, args.lake, args.ds, reporting_currency=currency, rows_per_file=args.rows_per_file)
+    except JobError as exc:
+        print(f"{job}: error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if owned:
+            spark.stop()
+    print(json.dumps(result, sort_keys=True, default=str), flush=True)
+    return 0
+
+
+def quarter_of(column: str) -> Column:
+    """``'YYYY-Qn'`` of a date column (NULL stays NULL)."""
+    return F.concat(F.year(column).cast("string"), F.lit("-Q"), F.quarter(column).cast("string"))
