@@ -8,14 +8,25 @@ For the run's data interval (one UTC day; **ds** = the interval's start date):
    full initial load. Re-running a ds replaces it.
 2. **gate_raw** (Great Expectations): row count equals the source's own count for the interval,
    keys present and unique, domains valid.
-3. **spark_rep_rankings**: latest version per Id across raw runs, accounts and owners joined,
-   PERCENT_RANK of owners by won amount within region → curated zone.
+3. **Spark** (one `spark-submit` per job on the `spark_default` connection, money converted to
+   `$TALLY_REPORTING_CURRENCY`, default USD; see `docs/curated.md`):
+   **spark_conformed_customers** (ERP customers resolved to Salesforce accounts) →
+   **spark_opportunity_enrichment** (latest live opportunities with accounts, owners, FX, the
+   conformed customer and linked ERP orders; `order_links`) → **spark_rep_rankings**
+   (PERCENT_RANK / DENSE_RANK of owners per region and quarter) and
+   **spark_account_engagement** (activity events per account, after **land_events** has
+   drained the Kafka topic into the lake so the snapshot holds every event appended before it).
 4. **gate_curated**: Spark's outputs hold exactly the live records the raw zone implies
-   (computed independently), keys unique, domains valid.
+   (computed independently: row counts and key checksums), keys unique, domains valid, and
+   every manifest's counts add up (resolved / unresolved, linked / unlinked, events).
 5. **load_warehouse**: COPY raw and curated partitions into Postgres, idempotent per (table, ds).
 6. **gate_warehouse**: every table's ds slice, counted and checksummed in SQL, equals its manifest.
-7. **dbt_build**: staging models and `marts.mart_rep_performance`, with dbt tests.
-8. **gate_mart**: the mart reconciled with the curated zone (rows, won amount).
+7. **dbt_build**: one `dbt build` for the ds: staging and intermediate views, SCD2 snapshots,
+   unit tests, the four marts (`mart_rep_performance`, `mart_o2r_pipeline`,
+   `mart_revenue_by_country`, `mart_account_health`) with the tests after each model. One task,
+   not a task per model: measured by `bench/dbt_in_airflow.py` (see `docs/marts.md`).
+8. **gate_mart**: each mart's GX suite, and its rows and money totals reconciled exactly (in SQL,
+   numeric) with the curated zone.
 
 Every stage writes row counts and key checksums to `ops.ledger`; every gate writes
 `ops.validation_results`. A failed gate stops everything downstream. Data problems raise
@@ -50,13 +61,36 @@ DATASETS = [
     "erp.invoices",
     "erp.payments",
 ]
-SPARK_JOB = str(Path(__file__).resolve().parents[1] / "spark_jobs" / "rep_rankings.py")
+SPARK_JOBS = Path(__file__).resolve().parents[1] / "spark_jobs"
+EVENTS_TOPIC, EVENTS_GROUP = "tally.activity", "tally-lake-activity"  # as in tally_events.py
 DS = "{{ data_interval_start | ds }}"
-MART = Asset(name="marts.mart_rep_performance", uri="tally://warehouse/marts/mart_rep_performance")
+MARTS = [Asset(name=f"marts.{m}", uri=f"tally://warehouse/marts/{m}")
+         for m in ("mart_rep_performance", "mart_o2r_pipeline", "mart_revenue_by_country", "mart_account_health")]
 
 
 def _ds(context_interval_start) -> str:
     return context_interval_start.strftime("%Y-%m-%d")
+
+
+def _reporting_currency() -> str:
+    """Rendered when a Spark task runs (a template macro), from the worker's environment."""
+    import os
+
+    return os.environ.get("TALLY_REPORTING_CURRENCY") or "USD"
+
+
+def spark_job(job: str) -> SparkSubmitOperator:
+    """``spark-submit spark_jobs/<job>.py`` on the ``spark_default`` connection's master."""
+    return SparkSubmitOperator(
+        task_id=f"spark_{job}",
+        application=str(SPARK_JOBS / f"{job}.py"),
+        conn_id="spark_default",
+        name=f"tally-{job.replace('_', '-')}-{{{{ ds_nodash }}}}",
+        application_args=["--lake", "{{ conn.tally_lake.host }}", "--ds", DS,
+                          "--reporting-currency", "{{ reporting_currency() }}"],
+        conf={"spark.sql.session.timeZone": "UTC"},
+        retries=1,
+    )
 
 
 @dag(
@@ -69,6 +103,7 @@ def _ds(context_interval_start) -> str:
     doc_md=__doc__,
     default_args={"owner": "data-platform", "retries": 2, "retry_delay": timedelta(seconds=30),
                   "on_failure_callback": alert_on_failure},
+    user_defined_macros={"reporting_currency": _reporting_currency},
 )
 def tally_daily():
     @task(retries=3, retry_delay=timedelta(seconds=20), retry_exponential_backoff=True)
@@ -91,15 +126,34 @@ def tally_daily():
             landed = extract.override(task_id=f"extract_{name}")(dataset_id)
             landed >> gate_raw.override(task_id=f"gate_raw_{name}")(dataset_id)
 
-    spark = SparkSubmitOperator(
-        task_id="spark_rep_rankings",
-        application=SPARK_JOB,
-        conn_id="spark_default",
-        name="tally-rep-rankings-{{ ds_nodash }}",
-        application_args=["--lake", "{{ conn.tally_lake.host }}", "--ds", DS],
-        conf={"spark.sql.session.timeZone": "UTC"},
-        retries=1,
-    )
+    @task(retries=3, retry_delay=timedelta(seconds=20), retry_exponential_backoff=True)
+    def land_events(run_id=None) -> dict:
+        """Drain the activity topic into the lake (what tally_events does every 15 minutes), so
+        account_engagement sees every event appended before the run; no topic: nothing to do."""
+        import psycopg
+        from airflow.sdk.exceptions import AirflowNotFoundException
+
+        from tally.airflow_adapter import kafka_bootstrap, resources
+        from tally.events.landing import land_events as land
+        from tally.events.landing import record_ledger
+        from tally.events.probe import highwaters
+
+        try:
+            bootstrap = kafka_bootstrap()
+        except AirflowNotFoundException:
+            return {"topic": EVENTS_TOPIC, "skipped": "no tally_kafka connection"}
+        if not highwaters(bootstrap, EVENTS_TOPIC):
+            return {"topic": EVENTS_TOPIC, "skipped": "topic does not exist"}
+        res = resources(run_id)
+        report = land(res.lake, bootstrap, EVENTS_TOPIC, group_id=EVENTS_GROUP, batch_size=20_000)
+        with psycopg.connect(res.warehouse.conninfo(), autocommit=True) as conn:
+            record_ledger(conn, res.lake, report)
+        return {k: report[k] for k in ("topic", "messages", "landed", "quarantined")}
+
+    conformed, enrichment = spark_job("conformed_customers"), spark_job("opportunity_enrichment")
+    rankings, engagement = spark_job("rep_rankings"), spark_job("account_engagement")
+    conformed >> enrichment >> [rankings, engagement]
+    land_events() >> engagement
 
     @task
     def gate_curated(data_interval_start=None, run_id=None) -> list[dict]:
@@ -125,13 +179,14 @@ def tally_daily():
 
         run_stage("dbt_build", run_id, _ds(data_interval_start))
 
-    @task(outlets=[MART])
+    @task(outlets=MARTS)
     def gate_mart(data_interval_start=None, run_id=None) -> list[dict]:
         from tally.airflow_adapter import run_stage
 
         return run_stage("gate_mart", run_id, _ds(data_interval_start))
 
-    loaded = land() >> spark >> gate_curated() >> load_warehouse() >> gate_warehouse()
+    land() >> conformed
+    loaded = [rankings, engagement] >> gate_curated() >> load_warehouse() >> gate_warehouse()
     loaded >> dbt_build() >> gate_mart()
 
 

@@ -21,8 +21,14 @@ from tally.config import PostgresConn, SalesforceConn, dbt_project_dir, tally_ho
 from tally.lake import Lake
 from tally.ledger import Entry
 
-CURATED = ("opportunities", "rep_rankings")
-MART = ("marts", "mart_rep_performance")
+# Spark's curated datasets (docs/curated.md), in the order the jobs build them.
+CURATED = ("conformed_customers", "opportunities", "order_links", "rep_rankings", "account_engagement")
+# Manifest counts copied to the ledger's curated hop (what on-call needs to see where rows went).
+CURATED_COUNTS = ("resolution_counts", "unresolved", "link_counts", "unlinked_reasons", "fx_missing", "skipped",
+                  "events", "reporting_currency")
+MART_SCHEMA = "marts"
+# The marts dbt builds per ds (dbt_project/models/marts), each gated by gate_mart.
+MARTS = ("mart_rep_performance", "mart_o2r_pipeline", "mart_revenue_by_country", "mart_account_health")
 
 
 class DataProblem(Exception):
@@ -198,58 +204,220 @@ def dbt_build(res: Resources, ds: str, select: str | None = None) -> None:
 
 
 # -- mart gate -----------------------------------------------------------------------
-def gate_mart(res: Resources, ds: str) -> list[dict]:
-    """Validate the mart against the curated zone; ledger: mart hop."""
-    import pyarrow.compute as pc
+# Business totals each mart must share exactly with the curated zone (warehouse `curated.*`, itself
+# gated against the Spark manifests), for one ds: (check, mart-side SQL, curated-side SQL). Both
+# sides are computed in Postgres as numeric/bigint and compared exactly (Decimal ==), never as
+# float. `%(ds)s` is the ds; a mart-side entry that is not a full SELECT is an aggregate over the
+# mart's ds slice.
+MART_RECONCILIATION: dict[str, list[tuple[str, str, str]]] = {
+    "mart_rep_performance": [
+        ("rows", "count(*)", "SELECT count(*) FROM curated.rep_rankings WHERE _ds = %(ds)s::date"),
+        ("sum_won_amount", "coalesce(sum(won_amount), 0)",
+         "SELECT coalesce(sum(won_amount), 0) FROM curated.rep_rankings WHERE _ds = %(ds)s::date"),
+        ("sum_open_pipeline", "coalesce(sum(open_pipeline), 0)",
+         "SELECT coalesce(sum(open_pipeline), 0) FROM curated.rep_rankings WHERE _ds = %(ds)s::date"),
+        ("sum_won_count", "coalesce(sum(won_count), 0)",
+         "SELECT coalesce(sum(won_count), 0) FROM curated.rep_rankings WHERE _ds = %(ds)s::date"),
+        ("sum_closed_count", "coalesce(sum(closed_count), 0)",
+         "SELECT coalesce(sum(closed_count), 0) FROM curated.rep_rankings WHERE _ds = %(ds)s::date"),
+        ("sum_opportunity_count", "coalesce(sum(opportunity_count), 0)",
+         "SELECT coalesce(sum(opportunity_count), 0) FROM curated.rep_rankings WHERE _ds = %(ds)s::date"),
+    ],
+    "mart_o2r_pipeline": [
+        ("rows", "count(*)",
+         "SELECT (SELECT count(*) FROM curated.order_links WHERE _ds = %(ds)s::date)"
+         " + (SELECT count(*) FROM curated.opportunities c WHERE c._ds = %(ds)s::date AND NOT EXISTS"
+         " (SELECT 1 FROM curated.order_links o WHERE o._ds = %(ds)s::date AND o.opportunity_id = c.opportunity_id))"),
+        ("orders", "count(order_id)", "SELECT count(*) FROM curated.order_links WHERE _ds = %(ds)s::date"),
+        ("sum_order_amount_reporting", "coalesce(sum(order_amount_reporting), 0)",
+         "SELECT coalesce(sum(amount_reporting), 0) FROM curated.order_links WHERE _ds = %(ds)s::date"),
+        ("opportunities_present",
+         "SELECT count(*) FROM curated.opportunities c WHERE c._ds = %(ds)s::date AND EXISTS (SELECT 1 FROM"
+         " marts.mart_o2r_pipeline m WHERE m.ds = %(ds)s::date AND m.opportunity_id = c.opportunity_id)",
+         "SELECT count(*) FROM curated.opportunities WHERE _ds = %(ds)s::date"),
+        ("sum_orderless_opportunity_amount_reporting",
+         "coalesce(sum(opportunity_amount_reporting) FILTER (WHERE order_id IS NULL), 0)",
+         "SELECT coalesce(sum(c.amount_reporting), 0) FROM curated.opportunities c WHERE c._ds = %(ds)s::date"
+         " AND NOT EXISTS (SELECT 1 FROM curated.order_links o WHERE o._ds = %(ds)s::date"
+         " AND o.opportunity_id = c.opportunity_id)"),
+    ],
+    "mart_revenue_by_country": [
+        ("sum_bookings_amount", "coalesce(sum(bookings_amount), 0)",
+         "SELECT coalesce(sum(amount_reporting), 0) FROM curated.order_links WHERE _ds = %(ds)s::date"
+         " AND status IS DISTINCT FROM 'cancelled'"),
+        ("sum_bookings_count", "coalesce(sum(bookings_count), 0)",
+         "SELECT count(*) FROM curated.order_links WHERE _ds = %(ds)s::date AND status IS DISTINCT FROM 'cancelled'"),
+        ("sum_bookings_fx_missing", "coalesce(sum(bookings_fx_missing), 0)",
+         "SELECT count(*) FROM curated.order_links WHERE _ds = %(ds)s::date AND status IS DISTINCT FROM 'cancelled'"
+         " AND amount_reporting IS NULL"),
+        # invoices and payments are not in the curated zone: the live ERP rows as of ds, from the warehouse
+        ("sum_billings_count", "coalesce(sum(billings_count), 0)",
+         "SELECT count(*) FROM (SELECT DISTINCT ON (invoice_id) * FROM raw.erp_invoices WHERE _ds <= %(ds)s::date"
+         " ORDER BY invoice_id, updated_at DESC NULLS LAST, _ds DESC, _loaded_at DESC) AS v"
+         " WHERE NOT coalesce(_deleted, false) AND status IS DISTINCT FROM 'void'"),
+        ("sum_collections_count", "coalesce(sum(collections_count), 0)",
+         "SELECT count(*) FROM (SELECT DISTINCT ON (payment_id) * FROM raw.erp_payments WHERE _ds <= %(ds)s::date"
+         " ORDER BY payment_id, updated_at DESC NULLS LAST, _ds DESC, _loaded_at DESC) AS v"
+         " WHERE NOT coalesce(_deleted, false)"),
+    ],
+    "mart_account_health": [
+        ("rows", "count(*)", "SELECT count(*) FROM curated.account_engagement WHERE _ds = %(ds)s::date"),
+        ("sum_events_30d", "coalesce(sum(events_30d), 0)",
+         "SELECT coalesce(sum(events_30d), 0) FROM curated.account_engagement WHERE _ds = %(ds)s::date"),
+        # business rule: open pipeline = not closed, probability 10-89 %, non-zero amount; live accounts
+        ("sum_open_opportunities", "coalesce(sum(open_opportunities), 0)",
+         "SELECT count(*) FROM curated.opportunities o WHERE o._ds = %(ds)s::date"
+         " AND NOT coalesce(o.is_closed, false) AND o.probability BETWEEN 10 AND 89 AND o.amount <> 0"
+         " AND o.account_id IN (SELECT account_id FROM curated.account_engagement WHERE _ds = %(ds)s::date)"),
+        ("sum_open_pipeline", "coalesce(sum(open_pipeline), 0)",
+         "SELECT coalesce(sum(o.amount_reporting), 0) FROM curated.opportunities o WHERE o._ds = %(ds)s::date"
+         " AND NOT coalesce(o.is_closed, false) AND o.probability BETWEEN 10 AND 89 AND o.amount <> 0"
+         " AND o.account_id IN (SELECT account_id FROM curated.account_engagement WHERE _ds = %(ds)s::date)"),
+    ],
+}
+# The ledger's mart hop: (curated dataset, mart, key column) measured on the mart's ds slice.
+MART_LEDGER = (("rep_rankings", "mart_rep_performance", "ranking_id"),
+               ("order_links", "mart_o2r_pipeline", "order_id"),
+               ("account_engagement", "mart_account_health", "account_id"))
 
-    from tally.quality.gate import validate_postgres_table
-    from tally.warehouse import measure
+
+def reconcile_mart(conn: psycopg.Connection, mart: str, ds: str) -> list[dict]:
+    """The failed reconciliation checks of one mart for ds: observed (mart) vs expected (curated)."""
+    from psycopg import sql
+
+    failures = []
+    for check, mart_expr, curated_sql in MART_RECONCILIATION[mart]:
+        mart_sql = sql.SQL(mart_expr) if mart_expr.startswith("SELECT ") else sql.SQL(
+            "SELECT {} FROM {} WHERE ds = %(ds)s::date").format(sql.SQL(mart_expr), sql.Identifier(MART_SCHEMA, mart))
+        observed = conn.execute(mart_sql, {"ds": ds}).fetchone()[0]
+        expected = conn.execute(curated_sql, {"ds": ds}).fetchone()[0]  # type: ignore[call-overload]
+        if observed != expected:
+            failures.append({"expectation": f"mart_{check}_equals_curated", "column": check,
+                             "observed": str(observed), "expected": str(expected),
+                             "difference": str(observed - expected) if None not in (observed, expected) else None})
+    return failures
+
+
+def gate_mart(res: Resources, ds: str) -> list[dict]:
+    """Every mart's ds slice: its GX suite (`expectations/mart.<mart>.json`, in SQL) and its business
+    totals reconciled exactly with the curated zone; ledger: mart hop. One result per mart."""
+    from tally.checksum import postgres_sql
+    from tally.quality.gate import GateResult, validate_postgres_table
+    from tally.warehouse import ensure_ops, measure
 
     check_ds(ds)
-    curated = res.lake.read_table("curated/rep_rankings", ds, columns=["won_amount"])
-    expected_won = pc.sum(curated.column("won_amount")).as_py() or 0
-    result = validate_postgres_table(
-        "mart.mart_rep_performance", res.warehouse.conninfo(), MART[0], MART[1],
-        {"expected_rows": curated.num_rows, "expected_won_amount": float(expected_won)},
-        where={"ds": ds},
-    )
+    results, entries = [], []
     with psycopg.connect(res.warehouse.conninfo()) as conn:
-        m = measure(conn, MART[0], MART[1], "owner_id", ds, ds_column="ds")
-        ledger.record(conn, Entry(ds, "rep_rankings", "mart", m.row_count, m.key_checksum, {"table": m.table}))
-    return _store_and_raise(res, ds, [result])
+        ensure_ops(conn)  # the checksum helper (the loader creates it too)
+        for mart in MARTS:
+            if conn.execute("SELECT to_regclass(%s)", (f"{MART_SCHEMA}.{mart}",)).fetchone()[0] is None:
+                raise DataProblem(f"{MART_SCHEMA}.{mart} does not exist: did dbt build it?")
+            rows_check = next((c for c in MART_RECONCILIATION[mart] if c[0] == "rows"), None)
+            expected_rows = conn.execute(rows_check[2], {"ds": ds}).fetchone()[0] if rows_check else None
+            params = {"expected_rows": expected_rows} if expected_rows is not None else {}
+            suite = validate_postgres_table(f"mart.{mart}", res.warehouse.conninfo(), MART_SCHEMA, mart, params,
+                                            where={"ds": ds})
+            totals = reconcile_mart(conn, mart, ds)
+            n_checks = len(MART_RECONCILIATION[mart])
+            results.append(GateResult(
+                suite=suite.suite, hop="mart", dataset=mart, success=suite.success and not totals,
+                evaluated=suite.evaluated + n_checks, failed=suite.failed + len(totals),
+                failures=suite.failures + totals, run_at=suite.run_at,
+                target=f"{suite.target}; totals vs curated.* where _ds = {ds}", parameters=suite.parameters))
+        for dataset, mart, key in MART_LEDGER:
+            if key == "order_id":  # o2r: only order flows carry an order (one row each)
+                count, checksum = conn.execute(
+                    f"SELECT count(*), {postgres_sql('order_id')} FROM {MART_SCHEMA}.mart_o2r_pipeline"  # noqa: S608
+                    " WHERE ds = %s AND order_id IS NOT NULL", (ds,)).fetchone()
+                entries.append(Entry(ds, dataset, "mart", count, checksum, {"table": f"{MART_SCHEMA}.{mart}"}))
+                continue
+            m = measure(conn, MART_SCHEMA, mart, key, ds, ds_column="ds")
+            entries.append(Entry(ds, dataset, "mart", m.row_count, m.key_checksum, {"table": m.table}))
+    _record(res, *entries)
+    return _store_and_raise(res, ds, results)
 
 
 # -- curated gate --------------------------------------------------------------------
-def live_keys(lake: Lake, dataset_id: str, ds: str) -> set[str]:
-    """Keys alive as of ds, computed from the raw zone alone (latest version per key, tombstones
-    removed) — the gate's own expectation of what Spark's curated snapshot must contain."""
+def live_records(lake: Lake, dataset_id: str, ds: str, columns: tuple[str, ...] = ()) -> dict[object, dict]:
+    """Records alive as of ds, computed from the raw zone alone (latest version per key: greatest
+    cursor, then greatest ds; tombstones removed), as ``{key: {column: value}}`` for ``columns`` —
+    the gate's own expectation of what Spark's curated snapshots must contain."""
     import pyarrow.compute as pc
 
     dataset = catalog.get(dataset_id)
-    cols = [dataset.key, dataset.cursor] + ([dataset.deleted_flag] if dataset.deleted_flag else [])
-    latest: dict[str, tuple] = {}
+    flag = [dataset.deleted_flag] if dataset.deleted_flag else []
+    cols = list(dict.fromkeys([dataset.key, dataset.cursor, *flag, *columns]))
+    latest: dict[object, tuple] = {}
     for part_ds in lake.committed(dataset.lake_path, up_to=ds):
         table = lake.read_table(dataset.lake_path, part_ds, columns=cols)
-        if dataset.deleted_flag:
-            table = table.set_column(2, dataset.deleted_flag, pc.fill_null(table.column(2), False))
+        if flag:
+            table = table.set_column(2, flag[0], pc.fill_null(table.column(2), False))
         for row in zip(*(table.column(c).to_pylist() for c in cols), strict=True):
             key, cursor = row[0], row[1]
-            deleted = bool(row[2]) if dataset.deleted_flag else False
             have = latest.get(key)
             if have is None or (cursor, part_ds) >= (have[0], have[1]):
-                latest[key] = (cursor, part_ds, deleted)
-    return {k for k, (_, _, deleted) in latest.items() if not deleted}
+                latest[key] = (cursor, part_ds, bool(row[2]) if flag else False, row)
+    return {k: {c: row[cols.index(c)] for c in columns} for k, (_, _, deleted, row) in latest.items() if not deleted}
+
+
+def live_keys(lake: Lake, dataset_id: str, ds: str) -> set:
+    """The keys of ``live_records``."""
+    return set(live_records(lake, dataset_id, ds))
+
+
+def expected_curated_keys(lake: Lake, ds: str) -> dict[str, list[str]]:
+    """The key of every row each curated dataset must hold for ds, derived from the raw zone
+    independently of Spark (docs/curated.md): one row per live ERP customer, live opportunity,
+    live ERP order and live account; one per (owner, quarter of CloseDate) of the live
+    opportunities that have both."""
+    opportunities = live_records(lake, "salesforce.Opportunity", ds, ("OwnerId", "CloseDate"))
+    rankings = {f"{o['OwnerId']}:{o['CloseDate'].year}-Q{(o['CloseDate'].month - 1) // 3 + 1}"
+                for o in opportunities.values() if o["OwnerId"] is not None and o["CloseDate"] is not None}
+    return {
+        "conformed_customers": [str(k) for k in live_keys(lake, "erp.customers", ds)],
+        "opportunities": [str(k) for k in opportunities],
+        "order_links": [str(k) for k in live_keys(lake, "erp.sales_orders", ds)],
+        "rep_rankings": sorted(rankings),
+        "account_engagement": [str(k) for k in live_keys(lake, "salesforce.Account", ds)],
+    }
+
+
+def _accounting_failures(name: str, manifest: dict) -> list[dict]:
+    """Counts in a curated manifest that must add up: every row is in exactly one bucket."""
+    def check(what: str, observed, expected) -> list[dict]:
+        return [] if observed == expected else [{"expectation": f"manifest_{what}_add_up", "column": None,
+                                                  "observed": observed, "expected": expected}]
+
+    rows, out = manifest["row_count"], []
+    if name == "conformed_customers":
+        counts = manifest.get("resolution_counts") or {}
+        out += check("resolution_counts", sum(counts.values()), rows)
+        out += check("unresolved", manifest.get("unresolved"),
+                     counts.get("missing_ref", 0) + counts.get("unknown_account", 0))
+    elif name == "order_links":
+        links = manifest.get("link_counts") or {}
+        out += check("link_counts", sum(links.values()), rows)
+        out += check("unlinked_reasons", sum((manifest.get("unlinked_reasons") or {}).values()),
+                     links.get("unlinked", 0))
+    elif name == "account_engagement":
+        ev = manifest.get("events") or {}
+        out += check("events", ev.get("events_read"), sum(ev.get(k, 0) for k in
+                                                          ("duplicate_events", "events_matched",
+                                                           "events_unmatched_account")))
+    return out
 
 
 def gate_curated(res: Resources, ds: str) -> list[dict]:
-    """Validate Spark's outputs against what the raw zone implies; ledger: curated hop."""
-    from tally.quality.gate import validate_parquet
+    """Validate Spark's outputs against what the raw zone implies; ledger: curated hop.
+
+    Per dataset: the GX suite (row count = the live records the gate computed itself, keys,
+    domains), and a check that the manifest's key checksum equals the checksum of the expected
+    keys and that its counts add up (``resolution_counts``, ``link_counts``, events)."""
+    from tally.checksum import checksum
+    from tally.quality.gate import GateResult, validate_parquet
 
     check_ds(ds)
-    expected = {
-        "opportunities": len(live_keys(res.lake, "salesforce.Opportunity", ds)),
-        "rep_rankings": len(live_keys(res.lake, "salesforce.User", ds)),
-    }
+    expected = expected_curated_keys(res.lake, ds)
     results, entries = [], []
     for name in CURATED:
         path = f"curated/{name}"
@@ -259,9 +427,20 @@ def gate_curated(res: Resources, ds: str) -> list[dict]:
         missing_files = [f for f in res.lake.files(path, ds) if not res.lake.exists(f)]
         if missing_files:
             raise DataProblem(f"curated.{name} ds={ds}: {len(missing_files)} file(s) the manifest lists are gone")
-        results.append(validate_parquet(f"curated.{name}", res.lake, path, ds, {"expected_rows": expected[name]}))
+        want_rows, want_checksum = len(expected[name]), checksum(expected[name])
+        results.append(validate_parquet(f"curated.{name}", res.lake, path, ds, {"expected_rows": want_rows}))
+        failures = _accounting_failures(name, manifest)
+        if manifest["key_checksum"] != want_checksum:
+            failures.append({"expectation": "curated_key_checksum_equals_live_raw_keys",
+                             "column": catalog.CURATED_KEYS[name], "observed": manifest["key_checksum"],
+                             "expected": want_checksum})
+        results.append(GateResult(
+            suite=f"accounting.curated.{name}", hop="curated", dataset=name, success=not failures,
+            evaluated=2, failed=len(failures), failures=failures, run_at=datetime.now(UTC).isoformat(),
+            target=f"{res.lake.uri}/{path}/ds={ds}/_manifest.json"))
+        counts = {k: v for k, v in manifest.items() if k in CURATED_COUNTS}
         entries.append(Entry(ds, name, "curated", manifest["row_count"], manifest["key_checksum"],
-                             {"inputs": manifest.get("inputs", {}), "expected_rows": expected[name]}))
+                             {"inputs": manifest.get("inputs", {}), "expected_rows": want_rows, **counts}))
     _record(res, *entries)
     return _store_and_raise(res, ds, results)
 

@@ -33,8 +33,8 @@ def _lake_keys(lake: Lake, path: str, ds: str, key: str) -> set[str]:
 def _table_keys(conn: psycopg.Connection, schema: str, table: str, key: str, ds_column: str, ds: str) -> set[str]:
     if conn.execute("SELECT to_regclass(%s)", (f'"{schema}"."{table}"',)).fetchone()[0] is None:
         return set()
-    query = sql.SQL("SELECT {}::text FROM {} WHERE {} = %s").format(
-        sql.Identifier(key), sql.Identifier(schema, table), sql.Identifier(ds_column))
+    query = sql.SQL("SELECT {}::text FROM {} WHERE {} = %s AND {} IS NOT NULL").format(
+        sql.Identifier(key), sql.Identifier(schema, table), sql.Identifier(ds_column), sql.Identifier(key))
     return {r[0] for r in conn.execute(query, (ds,))}
 
 
@@ -44,16 +44,20 @@ def _diff(dataset: str, left: str, right: str, a: set[str], b: set[str], sample:
 
 
 def key_diff(lake: Lake, warehouse: PostgresConn, dataset: str, ds: str, sample: int = 10) -> KeyDiff | None:
-    """Lake vs warehouse keys for a raw or curated dataset; curated rankings also vs the mart."""
+    """Lake vs warehouse keys for a raw or curated dataset; a curated dataset a mart carries
+    (``pipeline.MART_LEDGER``) also warehouse vs mart."""
+    from tally.pipeline import MART_LEDGER, MART_SCHEMA
+
     with psycopg.connect(warehouse.conninfo()) as conn:
         if dataset in catalog.CURATED_KEYS:
             key = catalog.CURATED_KEYS[dataset]
             lake_keys = _lake_keys(lake, f"curated/{dataset}", ds, key)
             wh = _table_keys(conn, "curated", dataset, key, "_ds", ds)
             first = _diff(dataset, "curated", "warehouse", lake_keys, wh, sample)
-            if (first.missing_count or first.extra_count) or dataset != "rep_rankings":
+            carried = next(((mart, mart_key) for name, mart, mart_key in MART_LEDGER if name == dataset), None)
+            if (first.missing_count or first.extra_count) or carried is None:
                 return first
-            mart = _table_keys(conn, "marts", "mart_rep_performance", "owner_id", "ds", ds)
+            mart = _table_keys(conn, MART_SCHEMA, carried[0], carried[1], "ds", ds)
             return _diff(dataset, "warehouse", "mart", wh, mart, sample)
         d = catalog.get(dataset)
         lake_keys = _lake_keys(lake, d.lake_path, ds, d.key)

@@ -22,41 +22,71 @@ DS = "2026-10-31"
 SCALE = generator.Scale(accounts=60, opportunities=400, users=9, days=20)
 
 
+def quarter(day) -> str:
+    return f"{day.year}-Q{(day.month - 1) // 3 + 1}"
+
+
+def ranks(values: list[Decimal | None], mine: Decimal | None) -> tuple[float, int]:
+    """PostgreSQL's PERCENT_RANK (ascending, nulls last) and DENSE_RANK (descending, nulls first)."""
+    big = Decimal("1e30")  # a null sorts as the greatest value both ways
+    v = big if mine is None else mine
+    others = [big if w is None else w for w in values]
+    prank = sum(1 for w in others if w < v) / (len(others) - 1) if len(others) > 1 else 0.0
+    return prank, 1 + len({w for w in others if w > v})
+
+
 def expected_rep_performance(data: generator.SyntheticData) -> dict[str, dict]:
-    """What mart_rep_performance must hold, from the ground truth alone."""
+    """What mart_rep_performance must hold, per ranking_id (owner:quarter), from the ground truth
+    alone: amounts in USD by the FX rule, zero amounts excluded, open pipeline = probability 10-89."""
     users = {u["Id"]: u for u in data.salesforce["User"]}
-    agg: dict[str, dict] = {uid: {"won": Decimal(0), "won_n": 0, "closed_n": 0, "open": Decimal(0), "n": 0}
-                            for uid in users}
+    rates = data.salesforce["DatedConversionRate"]
+    agg: dict[str, dict] = {}
     for o in data.salesforce["Opportunity"]:
-        if o["IsDeleted"] or o["OwnerId"] not in agg:
+        if o["IsDeleted"]:
             continue
-        a = agg[o["OwnerId"]]
+        key = f"{o['OwnerId']}:{quarter(o['CloseDate'])}"
+        a = agg.setdefault(key, {"owner": o["OwnerId"], "quarter": quarter(o["CloseDate"]), "won": None,
+                                 "won_n": 0, "closed_n": 0, "open": None, "n": 0})
+        usd = generator.to_reporting(o["Amount"], o["CurrencyIsoCode"], o["CloseDate"], rates)
         a["n"] += 1
-        if o["IsWon"]:
-            a["won"] += o["Amount"]
-            a["won_n"] += 1
-        if o["IsClosed"]:
-            a["closed_n"] += 1
-        else:
-            a["open"] += o["Amount"]
-    by_region: dict[str, list[Decimal]] = defaultdict(list)
-    for uid, a in agg.items():
-        by_region[users[uid]["Region__c"]].append(a["won"])
+        a["won_n"] += o["IsWon"]
+        a["closed_n"] += o["IsClosed"]
+        if o["IsWon"] and o["Amount"] != 0 and usd is not None:
+            a["won"] = (a["won"] or 0) + usd
+        if not o["IsClosed"] and 10 <= o["Probability"] <= 89 and o["Amount"] != 0 and usd is not None:
+            a["open"] = (a["open"] or 0) + usd
     out = {}
-    for uid, a in agg.items():
-        peers = by_region[users[uid]["Region__c"]]
-        lower = sum(1 for w in peers if w < a["won"])
-        out[uid] = {
-            "region": users[uid]["Region__c"],
-            "won_amount": a["won"],
-            "won_count": a["won_n"],
-            "closed_count": a["closed_n"],
-            "open_pipeline": a["open"],
+    for key, a in agg.items():
+        region = users[a["owner"]]["Region__c"]
+        peers = [p["won"] for p in agg.values() if p["quarter"] == a["quarter"]
+                 and users[p["owner"]]["Region__c"] == region]
+        prank, drank = ranks(peers, a["won"])
+        out[key] = {
+            "owner_id": a["owner"], "region": region, "quarter": a["quarter"], "won_amount": a["won"],
+            "won_count": a["won_n"], "closed_count": a["closed_n"], "open_pipeline": a["open"],
             "opportunity_count": a["n"],
             "win_rate": (Decimal(a["won_n"]) / a["closed_n"]) if a["closed_n"] else None,
-            "percent_rank": lower / (len(peers) - 1) if len(peers) > 1 else 0.0,
+            "percent_rank": prank, "dense_rank": drank,
         }
     return out
+
+
+def expected_revenue_totals(data: generator.SyntheticData) -> dict[str, object]:
+    """Totals of mart_revenue_by_country over every country and month, from the ground truth: ERP
+    documents converted by the FX rule at their own dates (payments as landed: quarantined ones
+    are not there)."""
+    rates = data.salesforce["DatedConversionRate"]
+    orders = [o for o in data.erp["sales_orders"] if o["status"] != "cancelled"]
+    invoices = [i for i in data.erp["invoices"] if i["status"] != "void"]
+    payments = data.erp["payments"]
+
+    def total(rows, amount, currency, day) -> Decimal:
+        converted = [generator.to_reporting(Decimal(str(r[amount]).strip()), r[currency], r[day], rates) for r in rows]
+        return sum((c for c in converted if c is not None), Decimal(0))
+
+    return {"bookings_count": len(orders), "billings_count": len(invoices), "collections_count": len(payments),
+            "billings_amount": total(invoices, "amount", "currency", "invoice_date"),
+            "collections_amount": total(payments, "amount", "currency", "payment_date")}
 
 
 def run_dag(stack, ds: str) -> tuple[str, dict]:
@@ -98,26 +128,38 @@ def test_one_day_through_every_stage(airflow_stack):
     expected = expected_rep_performance(data)
     with psycopg.connect(stack.postgres("warehouse").conninfo()) as conn:
         rows = conn.execute(
-            "SELECT owner_id, region, won_amount, won_count, closed_count, open_pipeline, opportunity_count,"
-            " win_rate, percent_rank_in_region FROM marts.mart_rep_performance WHERE ds = %s", (DS,)
+            "SELECT ranking_id, owner_id, region, quarter, won_amount, won_count, closed_count, open_pipeline,"
+            " opportunity_count, win_rate, percent_rank_in_region, dense_rank_in_region"
+            " FROM marts.mart_rep_performance WHERE ds = %s", (DS,)
         ).fetchall()
+        revenue = conn.execute(
+            "SELECT sum(bookings_count), sum(billings_count), sum(collections_count), sum(billings_amount),"
+            " sum(collections_amount) FROM marts.mart_revenue_by_country WHERE ds = %s", (DS,)).fetchone()
+        o2r_orders, o2r_phases = conn.execute(
+            "SELECT count(order_id), count(DISTINCT phase) FROM marts.mart_o2r_pipeline WHERE ds = %s", (DS,)
+        ).fetchone()
+        accounts = conn.execute("SELECT count(*) FROM marts.mart_account_health WHERE ds = %s", (DS,)).fetchone()[0]
         ledger_rows = conn.execute(
             "SELECT dataset, hop, row_count, key_checksum FROM ops.ledger WHERE ds = %s", (DS,)
         ).fetchall()
 
-    # (a) the mart equals what the ground truth implies
+    # (a) the marts equal what the ground truth implies
     assert {r[0] for r in rows} == set(expected)
-    for owner_id, region, won, won_n, closed_n, open_p, n, win_rate, prank in rows:
-        e = expected[owner_id]
-        assert region == e["region"]
-        assert won == e["won_amount"], owner_id
+    for rid, owner_id, region, q, won, won_n, closed_n, open_p, n, win_rate, prank, drank in rows:
+        e = expected[rid]
+        assert (owner_id, region, q) == (e["owner_id"], e["region"], e["quarter"])
+        assert won == e["won_amount"], rid
         assert (won_n, closed_n, n) == (e["won_count"], e["closed_count"], e["opportunity_count"])
-        assert open_p == e["open_pipeline"]
+        assert open_p == e["open_pipeline"], rid
         if e["win_rate"] is None:
             assert win_rate is None
         else:
             assert abs(win_rate - e["win_rate"]) < Decimal("1e-9")
-        assert prank == pytest.approx(e["percent_rank"])
+        assert prank == pytest.approx(e["percent_rank"]) and drank == e["dense_rank"], rid
+    truth = expected_revenue_totals(data)
+    assert dict(zip(truth, revenue, strict=True)) == truth
+    assert o2r_orders == len(data.erp["sales_orders"]) and o2r_phases > 1
+    assert accounts == sum(1 for a in data.salesforce["Account"] if not a["IsDeleted"])
 
     # (b) the ledger agrees at every hop, and with the ground truth
     ledger: dict[str, dict[str, tuple[int, str | None]]] = defaultdict(dict)
@@ -127,11 +169,14 @@ def test_one_day_through_every_stage(airflow_stack):
         for name, records in objects.items():
             hops = ledger[f"{source}.{name}"]
             key = catalog.get(f"{source}.{name}").key
-            truth = (len(records), checksum(r[key] for r in records))
-            assert hops["source"][0] == truth[0], f"{source}.{name} source"
-            assert hops["raw"] == truth, f"{source}.{name} raw"
-            assert hops["warehouse"] == truth, f"{source}.{name} warehouse"
+            truth_hop = (len(records), checksum(r[key] for r in records))
+            assert hops["source"][0] == truth_hop[0], f"{source}.{name} source"
+            assert hops["raw"] == truth_hop, f"{source}.{name} raw"
+            assert hops["warehouse"] == truth_hop, f"{source}.{name} warehouse"
     rank = ledger["rep_rankings"]
     assert rank["curated"] == rank["warehouse"] == rank["mart"]
-    assert rank["mart"][0] == len(expected)
-    assert rank["mart"][1] == checksum(expected)
+    assert rank["mart"] == (len(expected), checksum(expected))
+    links = ledger["order_links"]
+    orders = data.erp["sales_orders"]
+    assert links["curated"] == links["warehouse"] == links["mart"] == (
+        len(orders), checksum(o["order_id"] for o in orders))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import psycopg
 import pytest
@@ -23,7 +24,8 @@ DS = "2026-06-30"
 
 @pytest.fixture(scope="module")
 def world(stack, spark, warehouse_conn_module, tmp_path_factory):
-    import rep_rankings  # spark_jobs/, put on sys.path below
+    import all_curated  # spark_jobs/, put on sys.path below
+    import opportunity_enrichment
 
     from tally.lake import Lake
 
@@ -37,13 +39,13 @@ def world(stack, spark, warehouse_conn_module, tmp_path_factory):
     for dataset in catalog.all_raw():
         pipeline.extract(res, dataset.dataset_id, DS, start, end)
         pipeline.gate_raw(res, dataset.dataset_id, DS)
-    rep_rankings.run(spark, res.lake.uri, DS)
+    all_curated.run(spark, res.lake.uri, DS)
     pipeline.gate_curated(res, DS)
     pipeline.load(res, DS)
     pipeline.gate_warehouse(res, DS)
     pipeline.dbt_build(res, DS)
     pipeline.gate_mart(res, DS)
-    return res, data, rep_rankings, spark
+    return res, data, opportunity_enrichment, spark
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +86,7 @@ def test_a_clean_run_passes_every_gate_and_the_ledger_agrees(world):
     for dataset in catalog.all_raw():
         assert ledger.first_divergence(flow[dataset.dataset_id]) is None, dataset.dataset_id
     assert ledger.first_divergence(flow["rep_rankings"]) is None
-    assert flow["rep_rankings"]["mart"].row_count == len(data.salesforce["User"])
+    assert flow["rep_rankings"]["mart"].row_count == flow["rep_rankings"]["curated"].row_count > 0
 
 
 def test_deleted_landed_file_is_caught_by_the_raw_gate(world):
@@ -147,10 +149,14 @@ def test_a_broken_spark_join_is_caught_by_the_curated_gate(world, monkeypatch):
 def test_a_mangled_mart_is_caught_by_the_mart_gate(world):
     res, *_ = world
     with psycopg.connect(res.warehouse.conninfo()) as conn:
-        conn.execute("UPDATE marts.mart_rep_performance SET won_amount = won_amount + 1000 "
-                     "WHERE ctid IN (SELECT ctid FROM marts.mart_rep_performance WHERE ds = %s LIMIT 1)", (DS,))
-    with pytest.raises(pipeline.DataProblem, match="expect_column_sum_to_be_between"):
+        conn.execute("UPDATE marts.mart_rep_performance SET won_amount = won_amount + 0.01 "
+                     "WHERE ctid IN (SELECT ctid FROM marts.mart_rep_performance WHERE ds = %s"
+                     " AND won_amount IS NOT NULL LIMIT 1)", (DS,))
+    with pytest.raises(pipeline.DataProblem, match="mart_sum_won_amount_equals_curated") as caught:
         pipeline.gate_mart(res, DS)
+    failed = [f for r in caught.value.results for f in r.failures
+              if f["expectation"] == "mart_sum_won_amount_equals_curated"]
+    assert len(failed) == 1 and Decimal(failed[0]["difference"]) == Decimal("0.01")  # exact, not a float
     assert failures_recorded(res, "mart", "mart_rep_performance") == 1
-    pipeline.dbt_build(res, DS, select="mart_rep_performance")  # heal: rebuild the ds
+    pipeline.dbt_build(res, DS, select="+mart_rep_performance")  # heal: rebuild the ds
     pipeline.gate_mart(res, DS)

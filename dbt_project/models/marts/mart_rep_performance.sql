@@ -1,17 +1,19 @@
 {#-
-    Rep performance for one logical date: the Spark job's rankings for that ds, with win rate and
-    whether the rep is still active. ds = var('ds') ('YYYY-MM-DD'), else the latest ranked ds.
+    Rep performance per (ds, owner, close quarter): the Spark job's rankings for that ds
+    (curated.rep_rankings: won amount, open pipeline, counts, PERCENT_RANK and DENSE_RANK within
+    region and quarter, all in the reporting currency), with an exact win rate and whether the rep
+    is still active. ds = var('ds') ('YYYY-MM-DD'), else the latest ranked ds.
 
     Incremental, ds-partitioned: the pre-hook deletes the run's ds first and delete+insert on
-    (ds, owner_id) writes it again, all in one transaction, so re-running a ds replaces exactly
+    (ds, ranking_id) writes it again, all in one transaction, so re-running a ds replaces exactly
     that ds and leaves the others. (--full-refresh rebuilds the table with the run's ds only.)
 -#}
 {{
     config(
         materialized='incremental',
         incremental_strategy='delete+insert',
-        unique_key=['ds', 'owner_id'],
-        on_schema_change='append_new_columns',
+        unique_key=['ds', 'ranking_id'],
+        on_schema_change='sync_all_columns',
         pre_hook="{{ delete_ds_partition(var('ds', none), source('curated', 'rep_rankings')) }}",
     )
 }}
@@ -31,9 +33,12 @@ users as (
 
 select
     cast(rankings._ds as date) as ds,
+    rankings.ranking_id,
     rankings.owner_id,
     rankings.owner_name,
     rankings.region,
+    rankings.quarter,
+    {{ reporting_currency() }} as reporting_currency,
     rankings.won_amount,
     rankings.won_count,
     rankings.closed_count,
@@ -43,6 +48,7 @@ select
     rankings.open_pipeline,
     rankings.opportunity_count,
     rankings.percent_rank as percent_rank_in_region,
+    rankings.dense_rank as dense_rank_in_region,
     users.is_active
 from rankings
 left join users

@@ -10,6 +10,7 @@ select
     status as order_status,
     currency as currency_code,
     total_amount,
+    sf_opportunity_ref,
     created_at,
     updated_at,
     _ds as loaded_ds,

@@ -1,4 +1,5 @@
 -- Salesforce opportunities: the latest version of each opportunity, deleted ones excluded.
+-- Amounts stay in the opportunity's own currency here; curated.opportunities has them converted.
 with latest as (
     {{ latest_version(source('raw', 'sf_opportunity'), 'id', 'system_modstamp') }}
 )
@@ -14,6 +15,7 @@ select
         when is_closed then 'lost'
         else 'open'
     end as stage_category,
+    currency_iso_code as currency_code,
     amount,
     probability,
     close_date,
