@@ -18,7 +18,16 @@ from tally.quality import gate
 
 pytestmark = pytest.mark.integration
 
-SUITE = "mart.mart_rep_performance"
+SUITE = "mart.mart_rep_performance"  # the frozen copy in tests/suites (tests/suites/README.md)
+
+
+@pytest.fixture(autouse=True)
+def frozen_suites(monkeypatch):
+    from pathlib import Path
+
+    from tally.quality import suites
+
+    monkeypatch.setenv(suites.ENV_DIR, str(Path(__file__).resolve().parents[1] / "suites"))
 DS1, DS2 = date(2024, 1, 1), date(2024, 1, 2)
 COLUMNS = """(ds date, owner_id text, owner_name text, region text, won_amount numeric(38,9),
     won_count bigint, closed_count bigint, win_rate numeric, open_pipeline numeric(38,9),
@@ -156,3 +165,28 @@ def test_uri_conninfo_and_missing_table(warehouse_dsn, mart):
         gate.validate_postgres_table(SUITE, warehouse_dsn, schema, "no_such_table", params)
     with pytest.raises(gate.GateError, match='column "dss" does not exist'):
         gate.validate_postgres_table(SUITE, warehouse_dsn, schema, table, params, where="dss = '2024-01-01'")
+
+
+def test_sql_validation_publishes_its_data_docs_page(warehouse_dsn, mart, tmp_path, monkeypatch):
+    """The SQL-pushed-down gate gets a Data Docs page too, filed under the ds it validated."""
+    import json
+
+    from tally.quality import docs
+
+    schema, table, rows = mart
+    site = tmp_path / "data_docs"
+    monkeypatch.setenv("TALLY_DATA_DOCS_DIR", str(site))
+    suites_dir = tmp_path / "suites"
+    suites_dir.mkdir()
+    (suites_dir / f"{SUITE}.json").write_text(json.dumps({"name": SUITE, "meta": {"notes": "x"}, "expectations": [
+        {"type": "expect_table_row_count_to_equal", "kwargs": {"value": {"$PARAMETER": "expected_rows"}}},
+        {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "owner_id"}}]}))
+    insert(warehouse_dsn, schema, rep_rows(DS2)[0])  # a duplicated owner in ds 2
+    result = gate.validate_postgres_table(SUITE, warehouse_dsn, schema, table, {"expected_rows": REPS},
+                                          where={"ds": DS2}, suites_dir=suites_dir)
+    assert not result.success and result.failed == 2
+    assert result.data_docs.startswith("validations/mart/mart_rep_performance/2024-01-02/")
+    page = (site / result.data_docs).read_text()
+    assert "owner_id" in page and "005000000000000000" in page  # GX's page shows the duplicated key
+    entry = docs.latest(site)[0]
+    assert entry["asset_name"] == result.target and entry["validation_success"] is False

@@ -27,6 +27,13 @@ RAW_SUITES = ["raw.salesforce.User", "raw.salesforce.Account", "raw.salesforce.O
               "raw.erp.customers", "raw.erp.sales_orders"]
 
 
+@pytest.fixture(autouse=True)
+def data_docs(tmp_path, monkeypatch) -> Path:
+    """Every validation publishes a Data Docs page: into this test's own folder."""
+    monkeypatch.setenv("TALLY_DATA_DOCS_DIR", str(tmp_path / "data_docs"))
+    return tmp_path / "data_docs"
+
+
 def opportunities(n: int) -> pd.DataFrame:
     return pd.DataFrame({
         "Id": [f"006{i:015d}" for i in range(n)],
@@ -82,7 +89,7 @@ def test_suite_columns_and_parameters():
     data = suites.load_suite_dict("raw.salesforce.Opportunity")
     assert suites.suite_columns(data) == ["Id", "SystemModstamp", "Probability", "StageName"]
     assert suites.suite_parameters(data) == ["source_count"]
-    mart = suites.load_suite_dict("mart.mart_rep_performance")
+    mart = suites.load_suite_dict("mart.mart_rep_performance", TEST_SUITES)
     assert suites.suite_columns(mart) == ["ds", "owner_id", "percent_rank_in_region", "win_rate", "won_amount"]
     assert suites.suite_parameters(mart) == ["expected_rows", "expected_won_amount"]
 
@@ -228,6 +235,9 @@ def test_missing_column_is_a_failure_with_the_error():
     assert "expect_column_values_to_be_in_set(StageName) could not run" in result.summary()
 
 
+TEST_SUITES = Path(__file__).resolve().parents[1] / "suites"  # a frozen mart suite (tests/suites/README.md)
+
+
 def mart_frame() -> pd.DataFrame:
     return pd.DataFrame({
         "ds": ["2024-01-02"] * 4,
@@ -241,14 +251,16 @@ def mart_frame() -> pd.DataFrame:
 def test_mart_suite_on_a_frame_sums_decimals_without_touching_the_callers_frame():
     df = mart_frame()
     ok = gate.validate_dataframe("mart.mart_rep_performance", df,
-                                 {"expected_rows": 4, "expected_won_amount": Decimal("1250.105")})
+                                 {"expected_rows": 4, "expected_won_amount": Decimal("1250.105")},
+                                 suites_dir=TEST_SUITES)
     assert ok.success, ok.summary()
     assert df["won_amount"].tolist() == [Decimal("1000.10"), Decimal("0"), None, Decimal("250.005")]
 
     df.loc[13, "owner_id"] = "005A"
     df.loc[13, "ds"] = "2024-01-02"
     bad = gate.validate_dataframe("mart.mart_rep_performance", df,
-                                  {"expected_rows": 4, "expected_won_amount": Decimal("1250.115")})
+                                  {"expected_rows": 4, "expected_won_amount": Decimal("1250.115")},
+                                  suites_dir=TEST_SUITES)
     compound = only(bad, "expect_compound_columns_to_be_unique")
     assert compound["column"] == ["ds", "owner_id"] and compound["observed"] == 2
     assert compound["sample"] == [{"ds": "2024-01-02", "owner_id": "005A"}] * 2
@@ -339,3 +351,119 @@ def test_validate_parquet_explicit_columns_and_table_only_suite(lake, tmp_path):
 def test_validate_parquet_uncommitted_ds(lake):
     with pytest.raises(FileNotFoundError, match="not committed"):
         gate.validate_parquet("raw.salesforce.Opportunity", lake, OPP.lake_path, "2030-01-01", {"source_count": 0})
+
+
+# -- bounded memory: big partitions are validated batch-wise, exactly -------------------------------
+def test_batch_wise_validation_equals_whole_partition_and_bounds_the_frames(lake, monkeypatch):
+    rows = opportunity_rows(0, 600)
+    rows[5]["StageName"] = "Nurture"
+    rows[450]["StageName"] = "Bogus"
+    rows[10]["Id"] = rows[500]["Id"]  # a duplicate key in another file and another batch
+    rows[20]["Probability"] = 300.0
+    rows[30]["Probability"] = None  # allowed: nulls are not range failures
+    land(lake, "2024-01-05", [rows[:300], rows[300:]], rows_per_file=300)
+    whole = gate.validate_parquet("raw.salesforce.Opportunity", lake, OPP.lake_path, "2024-01-05",
+                                  {"source_count": 601})
+    sizes: list[int] = []
+    real = gate._validate_frame
+
+    def spy(suite_dict, frame, params):
+        if len(frame.columns):  # the row-count check gets a zero-column frame of 600 rows: no data
+            sizes.append(len(frame))
+        return real(suite_dict, frame, params)
+
+    monkeypatch.setattr(gate, "_validate_frame", spy)
+    batched = gate.validate_parquet("raw.salesforce.Opportunity", lake, OPP.lake_path, "2024-01-05",
+                                    {"source_count": 601}, batch_rows=100)
+    assert max(sizes) <= 100 and sum(sizes) == 600  # never more than one batch of data in pandas
+    assert "validated in batches of 100" in batched.target
+    assert (batched.success, batched.evaluated, batched.failed) == (whole.success, whole.evaluated, whole.failed) \
+        == (False, 6, 4)
+    assert batched.failures == whole.failures
+    unique = only(batched, "expect_column_values_to_be_unique", "Id")
+    assert (unique["unexpected_count"], unique["element_count"]) == (2, 600)
+    assert unique["sample"] == [rows[500]["Id"]] * 2
+    assert only(batched, "expect_column_values_to_be_in_set")["sample"] == ["Nurture", "Bogus"]
+    assert only(batched, "expect_table_row_count_to_equal")["observed"] == 600
+
+
+def test_batch_wise_validation_passes_a_clean_partition(lake):
+    land(lake, "2024-01-06", [opportunity_rows(0, 250), opportunity_rows(250, 250)], rows_per_file=250)
+    result = gate.validate_parquet("raw.salesforce.Opportunity", lake, OPP.lake_path, "2024-01-06",
+                                   {"source_count": 500}, batch_rows=64)
+    assert result.success, result.summary()
+    assert result.passed == result.evaluated == 6
+
+
+def test_compound_uniqueness_is_exact_across_batches(lake, tmp_path):
+    suite_dir = tmp_path / "suites"
+    suite_dir.mkdir()
+    write_suite(suite_dir, "raw.salesforce.Opportunity", [
+        {"type": "expect_compound_columns_to_be_unique", "kwargs": {"column_list": ["OwnerId", "Name"]}},
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "Id"}}], meta={"notes": "x"})
+    rows = opportunity_rows(0, 40)
+    rows[35]["Name"] = rows[3]["Name"]  # same owner, same name, 32 rows apart
+    land(lake, "2024-01-07", [rows], rows_per_file=1000)
+    batched = gate.validate_parquet("raw.salesforce.Opportunity", lake, OPP.lake_path, "2024-01-07",
+                                    suites_dir=suite_dir, batch_rows=10)
+    failure = only(batched, "expect_compound_columns_to_be_unique")
+    assert failure["unexpected_count"] == 2
+    assert failure["sample"] == [{"OwnerId": "005000000000000AAA", "Name": "Deal 3"}] * 2
+
+
+def test_decimal_columns_checked_only_as_numbers_reach_pandas_as_floats():
+    import pyarrow as pa
+
+    table = pa.table({"amount": pa.array([Decimal("1.25"), None], pa.decimal128(18, 2)),
+                      "code": pa.array([Decimal("7.00"), Decimal("8.00")], pa.decimal128(18, 2))})
+    suite = {"name": "raw.x.y", "expectations": [
+        {"type": "expect_column_values_to_be_between", "kwargs": {"column": "amount", "min_value": 0}},
+        {"type": "expect_column_values_to_be_in_set", "kwargs": {"column": "code", "value_set": [7]}}]}
+    frame = gate._to_pandas(table, suite)
+    assert str(frame["amount"].dtype) == "float64" and frame["amount"].iloc[0] == 1.25
+    assert frame["code"].iloc[0] == Decimal("7.00")  # an exact-value check keeps the Decimal
+
+
+# -- the preload: forked processes inherit a loaded, warmed-up GX -----------------------------------
+def test_a_process_forked_after_preload_validates_without_importing_gx(tmp_path):
+    code = f"""
+import os, sys
+os.environ["TALLY_DATA_DOCS_DIR"] = {str(tmp_path / "docs")!r}
+from tally.quality.preload import preload
+preload()
+assert "great_expectations" in sys.modules
+from tally.quality import gate
+assert gate._CONTEXT is not None
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    import pandas as pd
+    before = set(sys.modules)
+    result = gate.validate_dataframe("raw.salesforce.User", pd.DataFrame({{"Id": ["005000000000000AAA"],
+        "SystemModstamp": [pd.Timestamp("2024-01-02", tz="UTC")], "IsActive": [True]}}), {{"source_count": 1}})
+    new = sorted(m for m in set(sys.modules) - before if m.startswith("great_expectations"))
+    os.write(w, repr((new, result.evaluated > 0, bool(result.data_docs))).encode())
+    os._exit(0)
+os.close(w)
+os.waitpid(pid, 0)
+print(os.read(r, 10000).decode())
+"""
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert out.stdout.strip().splitlines()[-1] == "([], True, True)", out.stderr[-3000:]
+
+
+def test_preload_launcher_is_the_scheduler_command(monkeypatch):
+    from tally.stack import airflow
+
+    monkeypatch.delenv("TALLY_PRELOAD_GX", raising=False)
+    assert airflow.command("scheduler") == [sys.executable, "-m", "tally.quality.preload", "scheduler"]
+    assert airflow.command("dag-processor")[-1] == "dag-processor"  # DAG parsing stays GX-free
+    assert "tally.quality.preload" not in airflow.command("api-server")
+    monkeypatch.setenv("TALLY_PRELOAD_GX", "false")
+    assert airflow.command("scheduler")[1:] == ["scheduler"]
+
+
+def test_modules_importing_cheaply():
+    code = ("import sys, tally.quality.preload, tally.quality.docs, tally.alerts.model;"
+            " assert 'great_expectations' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -166,7 +166,9 @@ def gate_alert(
         suites=suites, failures=failures,
         commands=[f"tally reconcile --ds {ds}"],
     )
-    alert.links = _links(alert, anchor, data_docs_url, runbook_url, log_url)
+    # the Data Docs page of the failed validation (GateResult.data_docs), when the gate wrote one
+    page = next((r.get("data_docs") for r in [main, *failed] if r.get("data_docs")), "")
+    alert.links = _links(alert, anchor, data_docs_url, runbook_url, log_url, data_docs_page=page)
     return alert
 
 
@@ -309,12 +311,32 @@ def fill(template: str, alert: Alert) -> str:
         return template
 
 
-def _links(alert: Alert, anchor: str, data_docs_url: str, runbook_url: str, log_url: str | None) -> dict[str, str]:
+def data_docs_link(data_docs_url: str, page: str, alert: Alert) -> str:
+    """The Data Docs link of an alert. ``data_docs_url`` is the site's index (``…/index.html``,
+    the default) or a template with placeholders; ``page`` is the failed validation's page,
+    relative to the site (``validations/raw/…html``). An index URL links straight to the page;
+    a template is the operator's choice and is only filled in."""
+    from urllib.parse import quote
+
+    link = fill(data_docs_url, alert)
+    if not page or "{" in data_docs_url:
+        return link
+    root = link.split("#", 1)[0].split("?", 1)[0]
+    if root.endswith("/"):
+        return root + quote(page)
+    head, _, last = root.rpartition("/")
+    if head and last.endswith((".html", ".htm")):
+        return f"{head}/{quote(page)}"
+    return link
+
+
+def _links(alert: Alert, anchor: str, data_docs_url: str, runbook_url: str, log_url: str | None,
+           data_docs_page: str = "") -> dict[str, str]:
     links = {}
     if runbook_url:
         links["runbook"] = f"{fill(runbook_url, alert).split('#', 1)[0]}#{anchor}"
     if data_docs_url:
-        links["data_docs"] = fill(data_docs_url, alert)
+        links["data_docs"] = data_docs_link(data_docs_url, data_docs_page, alert)
     if log_url:
         links["log"] = log_url
     return links

@@ -1,7 +1,10 @@
 """Data quality gates (Great Expectations 1.x) for every hop: raw, curated, warehouse, mart.
 
 Importing this package is cheap: ``great_expectations`` (~9 s to import) is loaded only when a
-gate actually validates. Suites live as JSON files in ``<repo>/expectations/``.
+gate actually validates, or up front by a long-lived parent that forks the gate tasks
+(``tally.quality.preload``, the local Airflow scheduler). Suites live as JSON files in
+``<repo>/expectations/``; every validation adds a page to the Data Docs site
+(``tally.quality.docs``, ``tally docs``).
 """
 
 from tally.quality.gate import (
