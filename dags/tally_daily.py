@@ -130,25 +130,9 @@ def tally_daily():
     def land_events(run_id=None) -> dict:
         """Drain the activity topic into the lake (what tally_events does every 15 minutes), so
         account_engagement sees every event appended before the run; no topic: nothing to do."""
-        import psycopg
-        from airflow.sdk.exceptions import AirflowNotFoundException
+        from tally.airflow_adapter import drain_events
 
-        from tally.airflow_adapter import kafka_bootstrap, resources
-        from tally.events.landing import land_events as land
-        from tally.events.landing import record_ledger
-        from tally.events.probe import highwaters
-
-        try:
-            bootstrap = kafka_bootstrap()
-        except AirflowNotFoundException:
-            return {"topic": EVENTS_TOPIC, "skipped": "no tally_kafka connection"}
-        if not highwaters(bootstrap, EVENTS_TOPIC):
-            return {"topic": EVENTS_TOPIC, "skipped": "topic does not exist"}
-        res = resources(run_id)
-        report = land(res.lake, bootstrap, EVENTS_TOPIC, group_id=EVENTS_GROUP, batch_size=20_000)
-        with psycopg.connect(res.warehouse.conninfo(), autocommit=True) as conn:
-            record_ledger(conn, res.lake, report)
-        return {k: report[k] for k in ("topic", "messages", "landed", "quarantined")}
+        return drain_events(run_id, EVENTS_TOPIC, EVENTS_GROUP)
 
     conformed, enrichment = spark_job("conformed_customers"), spark_job("opportunity_enrichment")
     rankings, engagement = spark_job("rep_rankings"), spark_job("account_engagement")

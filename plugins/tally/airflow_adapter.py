@@ -92,6 +92,28 @@ def run_stage(stage: str, run_id: str | None, *args: Any, need: tuple[str, ...] 
     return run(getattr(pipeline, stage), resources(run_id, need=need), *args)
 
 
+def drain_events(run_id: str | None, topic: str, group_id: str, batch_size: int = 20_000) -> dict:
+    """Land what the topic holds now into the lake and the ledger (the daily DAG, before the
+    engagement job); without a ``tally_kafka`` Connection or the topic there is nothing to do."""
+    import psycopg
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    from tally.events.landing import land_events, record_ledger
+    from tally.events.probe import highwaters
+
+    try:
+        bootstrap = kafka_bootstrap()
+    except AirflowNotFoundException:
+        return {"topic": topic, "skipped": "no tally_kafka connection"}
+    if not highwaters(bootstrap, topic):
+        return {"topic": topic, "skipped": "topic does not exist"}
+    res = resources(run_id)
+    report = land_events(res.lake, bootstrap, topic, group_id=group_id, batch_size=batch_size)
+    with psycopg.connect(res.warehouse.conninfo(), autocommit=True) as conn:
+        record_ledger(conn, res.lake, report)
+    return {k: report[k] for k in ("topic", "messages", "landed", "quarantined")}
+
+
 def run_reconcile(step: str, run_id: str | None, *args: Any, **kwargs: Any) -> Any:
     """``tally.reconcile_full.<step>(resources, *args)`` for the tally_reconcile DAG (``table``
     or ``check``; ``check`` alerts through the ``tally_alert_*`` Connections)."""
