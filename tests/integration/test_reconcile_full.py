@@ -192,14 +192,31 @@ def test_without_heal_differences_are_left_and_the_check_fails(erp_db, lake, war
         check(res, DS2, [report.to_dict()], alert_config=AlertConfig())
 
 
-def test_cli_full_reconcile_reports_each_table(stack):
+def test_cli_full_reconcile_reports_each_table(stack, erp_db, lake, warehouse_conn, monkeypatch):
     from typer.testing import CliRunner
 
+    from tally import cli
     from tally.cli import app
 
+    class Isolated:  # the session stack, but this test's own ERP, lake and warehouse
+        state = stack.state
+
+        @staticmethod
+        def resources():
+            res = stack.resources()
+            res.erp, res.lake, res.warehouse = erp_db, lake, warehouse_conn
+            return res
+
+    monkeypatch.setattr(cli, "_require_stack", lambda: Isolated)
     runner = CliRunner()
     result = runner.invoke(app, ["reconcile", "--full", "--no-heal", "--table", "customers"])
     assert result.exit_code == 0, result.output
     assert "erp.customers: raw.erp_customers holds no slice yet" in result.output
+    _sql(erp_db, "INSERT INTO customers VALUES (%s, %s, %s, %s, %s, %s)", _customer(1, T0))
+    _land(erp_db, lake, warehouse_conn, DS1, datasets=(CUSTOMERS,))
+    _sql(erp_db, "DELETE FROM customers WHERE customer_id = 1")  # gone at the source, live in the warehouse
+    result = runner.invoke(app, ["reconcile", "--full", "--no-heal", "--table", "customers"])
+    assert result.exit_code == 1, result.output  # a difference is left
+    assert "erp.customers extra: 1" in result.output
     bad = runner.invoke(app, ["reconcile", "--full", "--table", "salesforce.Account"])
     assert bad.exit_code == 2 and "ERP tables only" in bad.output
