@@ -222,9 +222,11 @@ def resolve_reference(frame: DataFrame, ref: str, targets: DataFrame, out: str, 
         .withColumn("_rk18", F.when(F.length("_ref") == 18, F.upper("_ref")))
         .withColumn("_rk15", F.when(F.length("_ref") == 15, F.col("_ref")))
     )
+    # no broadcast hint: the targets may be every live opportunity (millions); Spark broadcasts
+    # them by itself below spark.sql.autoBroadcastJoinThreshold (TALLY_SPARK_BROADCAST_MB)
     joined = (
-        keyed.join(F.broadcast(by18), F.col("_rk18") == F.col("_k18"), "left")
-        .join(F.broadcast(by15), F.col("_rk15") == F.col("_k15"), "left")
+        keyed.join(by18, F.col("_rk18") == F.col("_k18"), "left")
+        .join(by15, F.col("_rk15") == F.col("_k15"), "left")
     )
     resolution = (
         F.when(F.col("_ref").isNull(), "missing_ref")

@@ -31,6 +31,8 @@ from pyspark.sql import functions as F  # noqa: E402
 JOB = "rep_rankings"
 OUTPUT = "rep_rankings"
 OPEN_PROBABILITY = (10.0, 89.0)  # open pipeline: not closed, probability in this range (inclusive)
+RANKING_INPUTS = ("owner_id", "owner_name", "region", "close_date", "is_won", "is_closed", "probability", "amount",
+                  "amount_reporting")
 
 
 def build_rep_rankings(opportunities: DataFrame) -> DataFrame:
@@ -78,7 +80,8 @@ def run(spark: SparkSession, lake_uri: str, ds: str, *, reporting_currency: str 
     started = time.monotonic()
     lake = lib.open_lake(spark, lake_uri, ds, s3)
     inputs: dict[str, list[str]] = {}
-    opportunities = lib.read_curated(spark, lake, "opportunities", ds, inputs).cache()
+    # only what the ranking reads is cached (the curated frame is twice as wide)
+    opportunities = lib.read_curated(spark, lake, "opportunities", ds, inputs).select(*RANKING_INPUTS).cache()
     currency = (lake.read_manifest(lib.curated_path("opportunities"), ds) or {}).get("reporting_currency")
     if reporting_currency and currency and lib.reporting_currency(reporting_currency) != currency:
         opportunities.unpersist()
