@@ -55,13 +55,22 @@ def _fresh_database(stack, prefix: str) -> str:
     return name
 
 
-@pytest.fixture
-def warehouse_conn(stack):
-    """A PostgresConn to a new, empty database (one per test)."""
+@pytest.fixture(scope="session")
+def new_database(stack):
+    """``new_database(prefix)``: a PostgresConn to a new, empty database on the stack's server."""
     from tally.config import PostgresConn
 
-    base = stack.postgres("postgres")
-    return PostgresConn(base.host, base.port, base.user, base.password, _fresh_database(stack, "wh"))
+    def make(prefix: str) -> PostgresConn:
+        base = stack.postgres("postgres")
+        return PostgresConn(base.host, base.port, base.user, base.password, _fresh_database(stack, prefix))
+
+    return make
+
+
+@pytest.fixture
+def warehouse_conn(new_database):
+    """A PostgresConn to a new, empty database (one per test)."""
+    return new_database("wh")
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ tenfold larger table must not need materially more. No timing assertions.
 from __future__ import annotations
 
 import tracemalloc
-import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -29,12 +28,8 @@ BOUND = 8 * 2**20  # bytes of Python allocations at peak, whatever the row count
 
 
 @pytest.fixture(scope="module")
-def big_erp(stack) -> PostgresConn:
-    admin = stack.postgres("postgres")
-    name = f"erp_mem_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin.conninfo(), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    erp_conn = PostgresConn(admin.host, admin.port, admin.user, admin.password, name)
+def big_erp(new_database) -> PostgresConn:
+    erp_conn = new_database("erp_mem")
     with psycopg.connect(erp_conn.conninfo(), autocommit=True) as conn:
         conn.execute(ERP_DDL)
         for table, rows in (("order_lines", 300_000), ("order_lines_small", 30_000)):

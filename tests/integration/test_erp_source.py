@@ -103,24 +103,11 @@ def _fresh_mysql(server: MySQLConn) -> MySQLConn:
     return replace(server, dbname=name)
 
 
-def _fresh_postgres(stack):
-    import psycopg
-    from psycopg import sql
-
-    from tally.config import PostgresConn
-
-    admin = stack.postgres("postgres")
-    name = f"erp_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin.conninfo(), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return PostgresConn(admin.host, admin.port, admin.user, admin.password, name)
-
-
 @pytest.fixture(params=["postgres", "mysql"])
 def erp_db(request):
     """A fresh, empty ERP database of each dialect (one per test)."""
     if request.param == "postgres":
-        return _fresh_postgres(request.getfixturevalue("stack"))
+        return request.getfixturevalue("new_database")("erp")
     return _fresh_mysql(request.getfixturevalue("mariadb"))
 
 
@@ -251,14 +238,14 @@ def test_quarantined_rows_keep_the_source_text_and_reconcile(erp_db, lake):
     assert lake.read_manifest("quarantine/erp/payments", DS2) is None
 
 
-def test_pipeline_records_reconciled_counts_and_the_gate_passes(stack, lake, warehouse_conn):
+def test_pipeline_records_reconciled_counts_and_the_gate_passes(stack, lake, warehouse_conn, new_database):
     """Through ``pipeline``: the ledger's source hop is what must land (breakdown in details), and
     the raw gate's row count (source_count + tombstones - quarantined) holds."""
     import psycopg
 
     from tally import ledger
 
-    conn = _fresh_postgres(stack)
+    conn = new_database("erp")
     data = generator.generate(SCALE, seed=23, as_of=AS_OF)
     seed_erp(conn, data)
     res = stack.resources()

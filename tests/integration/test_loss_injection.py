@@ -49,18 +49,8 @@ def world(stack, spark, warehouse_conn_module, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def warehouse_conn_module(stack):
-    import uuid
-
-    from psycopg import sql
-
-    from tally.config import PostgresConn
-
-    name = f"loss_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(stack.postgres("postgres").conninfo(), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    base = stack.postgres(name)
-    return PostgresConn(base.host, base.port, base.user, base.password, name)
+def warehouse_conn_module(new_database):
+    return new_database("loss")
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -10,7 +10,6 @@ nothing left afterwards.
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -37,12 +36,8 @@ PAYMENTS = catalog.ERP["payments"]
 
 
 @pytest.fixture
-def erp_db(stack) -> PostgresConn:
-    admin = stack.postgres("postgres")
-    name = f"erp_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin.conninfo(), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    db = PostgresConn(admin.host, admin.port, admin.user, admin.password, name)
+def erp_db(new_database) -> PostgresConn:
+    db = new_database("erp")
     with psycopg.connect(db.conninfo(), autocommit=True) as conn:
         conn.execute(ERP_DDL)
     return db
