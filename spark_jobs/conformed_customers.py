@@ -50,13 +50,9 @@ def run(spark: SparkSession, lake_uri: str, ds: str, *, reporting_currency: str 
     inputs: dict[str, list[str]] = {}
     customers = lib.live(spark, lake, "erp.customers", ds, inputs)
     accounts = lib.live(spark, lake, "salesforce.Account", ds, inputs)
-    frame = build(customers, accounts).cache()
-    try:
-        manifest = lib.write_curated(lake, frame, OUTPUT, ds, inputs, rows_per_file=rows_per_file,
-                                     counts={"resolution_counts": lib.counts_of("resolution", RESOLUTIONS),
-                                             "": {"unresolved": lib.count_if(~F.col("is_resolved"))}})
-    finally:
-        frame.unpersist()
+    manifest = lib.write_curated(lake, build(customers, accounts), OUTPUT, ds, inputs, rows_per_file=rows_per_file,
+                                 counts={"resolution_counts": lib.counts_of("resolution", RESOLUTIONS),
+                                         "": {"unresolved": lib.count_if(~F.col("is_resolved"))}})
     counts, unresolved = manifest["resolution_counts"], manifest["unresolved"]
     return lib.summary(JOB, ds, lake, {OUTPUT: manifest}, started,
                        resolution_counts=counts, unresolved=unresolved)

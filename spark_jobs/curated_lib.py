@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -147,31 +146,29 @@ def _manifest_urls(lake: Lake, path: str, parts: list[str], what: str) -> list[s
 
 def read_raw(spark: SparkSession, lake: Lake, dataset: catalog.Dataset, ds: str) -> tuple[DataFrame, list[str]]:
     """All committed partitions ``<= ds`` of a raw dataset, exactly the files the manifests
-    list, with the partition's ``ds`` and ``_file`` as columns. Returns (frame, ds values read)."""
+    list, with ``_version``: the file's path below the dataset, ``ds=<ds>/<file>``, which sorts
+    by partition and then by file. Returns (frame, ds values read)."""
     schema = spark_schema(dataset)
     parts = lake.committed(dataset.lake_path, up_to=ds)
     urls = _manifest_urls(lake, dataset.lake_path, parts, dataset.dataset_id)
     if not urls:
-        empty = spark.createDataFrame([], schema)
-        return empty.withColumn("ds", F.lit(None).cast("string")).withColumn("_file", F.lit("")), parts
+        return spark.createDataFrame([], schema).withColumn("_version", F.lit("")), parts
     frame = spark.read.schema(schema).parquet(*urls)
-    file_path = F.col("_metadata.file_path")
-    frame = frame.select(
+    return frame.select(
         *[F.col(f"`{c}`") for c in schema.fieldNames()],
-        F.regexp_extract(file_path, r"/ds=([^/]+)/[^/]+$", 1).alias("ds"),
-        file_path.alias("_file"),
-    )
-    return frame, parts
+        F.substring_index(F.col("_metadata.file_path"), "/", -2).alias("_version"),
+    ), parts
 
 
 def latest_live(frame: DataFrame, dataset: catalog.Dataset) -> DataFrame:
-    """Latest version per key (greatest cursor, then greatest ds); deleted records (tombstones) dropped."""
-    order = [F.col(dataset.cursor).desc_nulls_last(), F.col("ds").desc(), F.col("_file").desc()]
+    """Latest version per key (greatest cursor, then greatest ds, then file); deleted records
+    (tombstones) dropped."""
+    order = [F.col(dataset.cursor).desc_nulls_last(), F.col("_version").desc()]
     w = Window.partitionBy(dataset.key).orderBy(*order)
     latest = frame.withColumn("_rn", F.row_number().over(w)).filter(F.col("_rn") == 1)
     if dataset.deleted_flag:
         latest = latest.filter(~F.coalesce(F.col(dataset.deleted_flag), F.lit(False)))
-    return latest.drop("_rn", "_file", "ds")
+    return latest.drop("_rn", "_version")
 
 
 def live(spark: SparkSession, lake: Lake, dataset_id: str, ds: str, inputs: dict[str, list[str]]) -> DataFrame:
@@ -215,18 +212,20 @@ def resolve_reference(frame: DataFrame, ref: str, targets: DataFrame, out: str, 
       case, a malformed value).
     """
     cleaned = F.nullif(F.trim(F.col(ref)), F.lit(""))
-    by18 = targets.select(F.upper("id").alias("_k18"), F.col("id").alias("_id18"))
-    by15 = targets.select(F.substring("id", 1, 15).alias("_k15"), F.col("id").alias("_id15"))
-    keyed = (
-        frame.withColumn("_ref", cleaned)
-        .withColumn("_rk18", F.when(F.length("_ref") == 18, F.upper("_ref")))
-        .withColumn("_rk15", F.when(F.length("_ref") == 15, F.col("_ref")))
-    )
+    # One lookup table, one join: every live id under its upper-cased 18-char key and its
+    # 15-char key (the lengths differ, so a key names one id at most).
+    lookup = targets.select(F.explode(F.array(
+        F.struct(F.upper("id").alias("_k"), F.col("id").alias("_tid")),
+        F.struct(F.substring("id", 1, 15).alias("_k"), F.col("id").alias("_tid")),
+    )).alias("_t")).select("_t._k", "_t._tid")
+    keyed = frame.withColumn("_ref", cleaned).withColumn(
+        "_rk", F.when(F.length("_ref") == 18, F.upper("_ref")).when(F.length("_ref") == 15, F.col("_ref")))
     # no broadcast hint: the targets may be every live opportunity (millions); Spark broadcasts
     # them by itself below spark.sql.autoBroadcastJoinThreshold (TALLY_SPARK_BROADCAST_MB)
     joined = (
-        keyed.join(by18, F.col("_rk18") == F.col("_k18"), "left")
-        .join(by15, F.col("_rk15") == F.col("_k15"), "left")
+        keyed.join(lookup, F.col("_rk") == F.col("_k"), "left")
+        .withColumn("_id18", F.when(F.length("_ref") == 18, F.col("_tid")))
+        .withColumn("_id15", F.when(F.length("_ref") == 15, F.col("_tid")))
     )
     resolution = (
         F.when(F.col("_ref").isNull(), "missing_ref")
@@ -237,7 +236,7 @@ def resolve_reference(frame: DataFrame, ref: str, targets: DataFrame, out: str, 
     return (
         joined.withColumn(out, F.coalesce("_id18", "_id15"))
         .withColumn(how, resolution)
-        .drop("_ref", "_rk18", "_rk15", "_k18", "_id18", "_k15", "_id15")
+        .drop("_ref", "_rk", "_k", "_tid", "_id18", "_id15")
     )
 
 
@@ -270,8 +269,34 @@ def rate_table(rates: DataFrame) -> DataFrame:
     )
 
 
-def _in_range(day: Column) -> Column:
-    return (F.col("start") <= day) & (F.col("next").isNull() | (day < F.col("next")))
+def _month(day: Column) -> Column:
+    """A date's month as one integer (year * 12 + month), the key rates are looked up by."""
+    return F.year(day) * 12 + F.month(day)
+
+
+def _rate_on(frame: DataFrame, iso: Column, day: Column, rates: DataFrame, out: str) -> DataFrame:
+    """Add ``out``: the ``rate_table`` rate (millionths) in force for currency ``iso`` on ``day``,
+    NULL if none. Bounded ranges are listed under every month they overlap and joined on
+    (currency, month); each currency's open range (no next start, at most one) is joined on the
+    currency alone. So a row is compared with one or two ranges instead of every range of its
+    currency, and, the ranges not overlapping, at most one of them matches."""
+    first, last = _month(F.col("start")), _month(F.date_sub(F.col("next"), 1))
+    bounded = F.broadcast(rates.filter(F.col("next").isNotNull()).select(
+        F.col("iso").alias("_b_iso"), F.explode(F.sequence(first, F.greatest(first, last))).alias("_b_month"),
+        F.col("start").alias("_b_start"), F.col("next").alias("_b_next"), F.col("rate_u").alias("_b_rate")))
+    open_ended = F.broadcast(rates.filter(F.col("next").isNull()).select(
+        F.col("iso").alias("_o_iso"), F.col("start").alias("_o_start"), F.col("rate_u").alias("_o_rate")))
+    keyed = frame.withColumn("_fx_iso", iso).withColumn("_fx_day", day)
+    fx_day = F.col("_fx_day")
+    in_bounded = ((F.col("_fx_iso") == F.col("_b_iso")) & (_month(fx_day) == F.col("_b_month"))
+                  & (F.col("_b_start") <= fx_day) & (fx_day < F.col("_b_next")))
+    in_open = (F.col("_fx_iso") == F.col("_o_iso")) & (F.col("_o_start") <= fx_day)
+    return (
+        keyed.join(bounded, in_bounded, "left").join(open_ended, in_open, "left")
+        .withColumn(out, F.coalesce("_b_rate", "_o_rate"))
+        .drop("_fx_iso", "_fx_day", "_b_iso", "_b_month", "_b_start", "_b_next", "_b_rate", "_o_iso", "_o_start",
+              "_o_rate")
+    )
 
 
 def with_fx(frame: DataFrame, amount: str, currency: str, day: str, rates: DataFrame, reporting: str) -> DataFrame:
@@ -281,16 +306,10 @@ def with_fx(frame: DataFrame, amount: str, currency: str, day: str, rates: DataF
     ``rates`` is a :func:`rate_table`. A rate applies to ``start <= day < next``; USD is 1;
     the same currency converts at exactly 1. A missing rate leaves both NULL; the row stays.
     """
-    src = F.broadcast(rates.select(
-        F.col("iso").alias("_src_iso"), F.col("start"), F.col("next"), F.col("rate_u").alias("_src_rate")))
-    rep = F.broadcast(rates.filter(F.col("iso") == reporting).select(
-        F.col("start").alias("_rep_start"), F.col("next").alias("_rep_next"), F.col("rate_u").alias("_rep_rate")))
-    keyed = frame.withColumn("_cur", F.upper(F.trim(F.col(currency)))).withColumn("_day", F.col(day))
-    joined = keyed.join(src, (F.col("_cur") == F.col("_src_iso")) & _in_range(F.col("_day")), "left").drop(
-        "_src_iso", "start", "next")
-    rep_hit = (F.col("_rep_start") <= F.col("_day")) & (
-        F.col("_rep_next").isNull() | (F.col("_day") < F.col("_rep_next")))
-    joined = joined.join(rep, rep_hit, "left")
+    keyed = frame.withColumn("_cur", F.upper(F.trim(F.col(currency))))
+    joined = _rate_on(keyed, F.col("_cur"), F.col(day), rates, "_src_rate")
+    if reporting != CORPORATE_CURRENCY:
+        joined = _rate_on(joined, F.lit(reporting), F.col(day), rates, "_rep_rate")
     corporate = F.lit(1_000_000).cast("long")
     src_u = F.when(F.col("_cur") == CORPORATE_CURRENCY, corporate).otherwise(F.col("_src_rate"))
     rep_u = corporate if reporting == CORPORATE_CURRENCY else F.col("_rep_rate")
@@ -303,7 +322,7 @@ def with_fx(frame: DataFrame, amount: str, currency: str, day: str, rates: DataF
         joined.withColumn(
             "fx_rate", F.when(same, F.lit(1.0)).otherwise(rep_u.cast("double") / src_u.cast("double")))
         .withColumn("amount_reporting", F.when(same, F.col(amount).cast(MONEY)).otherwise(converted))
-        .drop("_cur", "_day", "_src_rate", "_rep_start", "_rep_next", "_rep_rate")
+        .drop("_cur", "_src_rate", "_rep_rate")
     )
 
 
@@ -343,18 +362,40 @@ def write_curated(
     rows_per_file: int = ROWS_PER_FILE,
     counts: dict[str, dict[str, Column]] | None = None,
     publish: list[str] | None = None,
+    derive: Callable[[dict], dict] | None = None,
 ) -> dict:
     """Replace ``curated/<name>`` ds=<ds> with ``frame`` and commit it with a manifest: row
     count, key checksum over ``catalog.CURATED_KEYS[name]``, schema fingerprint, inputs, the
     job's ``extra`` values and ``counts`` (``{group: {name: aggregate}}``, group ``""`` for
-    top-level counts, evaluated in the
-    same pass as the row count and checksum). Only the ``publish`` columns are written (all by
-    default). ``frame`` should be cached: it is aggregated, then written."""
+    top-level counts). Only the ``publish`` columns are written (all by default).
+
+    The count, checksum and ``counts`` are measured while the files are written (a Spark
+    ``Observation`` on the write), so ``frame`` is computed once and need not be cached.
+    ``derive(extra)``, if given, runs after the write (when the job's own observations are
+    complete) and returns the manifest's extra values. The row count must equal the rows in
+    the written Parquet files' footers, or nothing is committed: a stage Spark re-ran (which
+    would count twice) fails the job instead of committing a wrong manifest.
+
+    Files hold at most ``rows_per_file`` rows and are written by as many tasks as the plan has
+    partitions (no coalescing into one task)."""
+    from pyspark.sql import Observation
+
     path, dataset_id, key = curated_path(name), f"curated.{name}", catalog.CURATED_KEYS[name]
     aggs = [F.count(F.lit(1)).alias("_rows"), checksum_col(key).alias("_checksum")]
     for group, columns in (counts or {}).items():
         aggs += [col.alias(f"{group}::{label}") for label, col in columns.items()]
-    measured = frame.agg(*aggs).first().asDict()
+    observation = Observation(f"curated_{name}_{time.monotonic_ns()}")
+    observed = frame.observe(observation, *aggs)
+    if publish is not None:
+        observed = observed.select(*publish)
+    lake.clear_partition(path, ds)
+    (
+        observed.write.mode("overwrite")
+        .option("compression", "snappy")
+        .option("maxRecordsPerFile", rows_per_file)
+        .parquet(lake.url(Lake.partition(path, ds)))
+    )
+    measured = dict(observation.get)
     rows, key_checksum = int(measured.pop("_rows")), str(measured.pop("_checksum"))
     extra = dict(extra or {})
     for label, value in measured.items():
@@ -364,16 +405,8 @@ def write_curated(
             extra.setdefault(group, {})[item] = value
         else:  # the "" group: top-level counts
             extra[item] = value
-    if publish is not None:
-        frame = frame.select(*publish)
-    lake.clear_partition(path, ds)
-    files_wanted = max(1, math.ceil(rows / rows_per_file))
-    (
-        frame.coalesce(files_wanted)
-        .write.mode("overwrite")
-        .option("compression", "snappy")
-        .parquet(lake.url(Lake.partition(path, ds)))
-    )
+    if derive is not None:
+        extra = derive(extra)
     files = _tidy_partition(lake, path, ds)
     if not files:
         raise JobError(f"Spark wrote no parquet file for {dataset_id} ds={ds}")
@@ -385,12 +418,12 @@ def write_curated(
         written += meta.metadata.num_rows
         schema = schema or meta.schema_arrow
     if written != rows:  # the manifest must describe the files, not the plan
-        raise JobError(f"{dataset_id} ds={ds}: Spark wrote {written} rows but the frame had {rows}")
+        raise JobError(f"{dataset_id} ds={ds}: Spark wrote {written} rows but measured {rows} while writing")
     return lake.write_manifest(
         path,
         ds,
         {
-            **(extra or {}),
+            **extra,
             "dataset": dataset_id,
             "files": files,
             "row_count": rows,

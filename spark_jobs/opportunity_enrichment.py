@@ -137,31 +137,28 @@ def run(spark: SparkSession, lake_uri: str, ds: str, *, reporting_currency: str 
     lake.clear_partition(lib.curated_path(OPPORTUNITIES), ds)
     lake.clear_partition(lib.curated_path(ORDER_LINKS), ds)
 
-    base = build_opportunities(opps, accounts, users).cache()
-    links = build_order_links(orders, customers, base.select(F.col("opportunity_id").alias("id")), rates,
-                              reporting).cache()
-    cached = [base, links]
-    try:
-        published = [c for c in links.columns if c != "_ref_how"]
-        links_manifest = lib.write_curated(
-            lake, links, ORDER_LINKS, ds, inputs, {"reporting_currency": reporting}, rows_per_file,
-            counts={"link_counts": lib.counts_of("link", LINKS),
-                    "unlinked_reasons": lib.counts_of("_ref_how", UNLINKED_REASONS),
-                    "ref_resolutions": lib.counts_of("_ref_how", REF_RESOLUTIONS),
-                    "": {"fx_missing": lib.count_if(F.col("fx_rate").isNull())}},
-            publish=published,
-        )
-        enriched = enrich(base, customers, links.select(*published), rates, reporting).cache()
-        cached.append(enriched)
-        opp_manifest = lib.write_curated(
-            lake, enriched, OPPORTUNITIES, ds, inputs, {"reporting_currency": reporting}, rows_per_file,
-            counts={"": {"fx_missing": lib.count_if(F.col("fx_rate").isNull()),
-                         "with_customer": lib.count_if(F.col("customer_id").isNotNull()),
-                         "with_orders": lib.count_if(F.col("order_count") > 0)}},
-        )
-    finally:
-        for frame in cached:
-            frame.unpersist()
+    # order_links first: it needs only the live opportunity ids, and the opportunities' order
+    # counts are read from its committed files rather than by recomputing its plan.
+    # Nothing is cached: each output is computed once, measured while it is written.
+    opportunity_ids = opps.select(F.col("Id").alias("id"))
+    links = build_order_links(orders, customers, opportunity_ids, rates, reporting)
+    published = [c for c in links.columns if c != "_ref_how"]
+    links_manifest = lib.write_curated(
+        lake, links, ORDER_LINKS, ds, inputs, {"reporting_currency": reporting}, rows_per_file,
+        counts={"link_counts": lib.counts_of("link", LINKS),
+                "unlinked_reasons": lib.counts_of("_ref_how", UNLINKED_REASONS),
+                "ref_resolutions": lib.counts_of("_ref_how", REF_RESOLUTIONS),
+                "": {"fx_missing": lib.count_if(F.col("fx_rate").isNull())}},
+        publish=published,
+    )
+    written_links = lib.read_curated(spark, lake, ORDER_LINKS, ds, {})
+    enriched = enrich(build_opportunities(opps, accounts, users), customers, written_links, rates, reporting)
+    opp_manifest = lib.write_curated(
+        lake, enriched, OPPORTUNITIES, ds, inputs, {"reporting_currency": reporting}, rows_per_file,
+        counts={"": {"fx_missing": lib.count_if(F.col("fx_rate").isNull()),
+                     "with_customer": lib.count_if(F.col("customer_id").isNotNull()),
+                     "with_orders": lib.count_if(F.col("order_count") > 0)}},
+    )
     link_counts = links_manifest["link_counts"]
     fx_missing, order_fx_missing = opp_manifest["fx_missing"], links_manifest["fx_missing"]
     return lib.summary(JOB, ds, lake, {OPPORTUNITIES: opp_manifest, ORDER_LINKS: links_manifest}, started,

@@ -25,7 +25,7 @@ if str(Path(__file__).resolve().parent) not in sys.path:  # curated_lib, when lo
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import curated_lib as lib  # noqa: E402
-from pyspark.sql import DataFrame, SparkSession, Window  # noqa: E402
+from pyspark.sql import DataFrame, Observation, SparkSession, Window  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
 JOB = "rep_rankings"
@@ -44,8 +44,8 @@ def build_rep_rankings(opportunities: DataFrame) -> DataFrame:
     open_ = ~closed & F.col("probability").between(lo, hi) & nonzero
     per_owner = (
         opportunities.filter(F.col("owner_id").isNotNull() & F.col("close_date").isNotNull())
-        .withColumn("quarter", lib.quarter_of("close_date"))
-        .groupBy("owner_id", "quarter")
+        # grouped by the close date's quarter number, named 'YYYY-Qn' once per group below
+        .groupBy("owner_id", F.trunc("close_date", "quarter").alias("_quarter_start"))
         .agg(
             F.max("owner_name").alias("owner_name"),
             F.max("region").alias("region"),
@@ -56,6 +56,7 @@ def build_rep_rankings(opportunities: DataFrame) -> DataFrame:
             F.sum(F.when(open_, F.col("amount_reporting"))).alias("open_pipeline"),
         )
     )
+    per_owner = per_owner.withColumn("quarter", lib.quarter_of("_quarter_start"))
     by_region = Window.partitionBy("region", "quarter")
     return per_owner.select(
         F.concat_ws(":", "owner_id", "quarter").alias("ranking_id"),
@@ -80,27 +81,26 @@ def run(spark: SparkSession, lake_uri: str, ds: str, *, reporting_currency: str 
     started = time.monotonic()
     lake = lib.open_lake(spark, lake_uri, ds, s3)
     inputs: dict[str, list[str]] = {}
-    # only what the ranking reads is cached (the curated frame is twice as wide)
-    opportunities = lib.read_curated(spark, lake, "opportunities", ds, inputs).select(*RANKING_INPUTS).cache()
+    opportunities = lib.read_curated(spark, lake, "opportunities", ds, inputs).select(*RANKING_INPUTS)
     currency = (lake.read_manifest(lib.curated_path("opportunities"), ds) or {}).get("reporting_currency")
     if reporting_currency and currency and lib.reporting_currency(reporting_currency) != currency:
-        opportunities.unpersist()
         raise lib.JobError(f"curated.opportunities ds={ds} is in {currency}, not {reporting_currency}: "
                            "re-run opportunity_enrichment with the same --reporting-currency")
-    try:
-        skipped = opportunities.agg(
-            F.count(F.when(F.col("owner_id").isNull(), 1)).alias("no_owner"),
-            F.count(F.when(F.col("owner_id").isNotNull() & F.col("close_date").isNull(), 1)).alias("no_close_date"),
-        ).first().asDict()
-        rankings = build_rep_rankings(opportunities).cache()
-        try:
-            manifest = lib.write_curated(lake, rankings, OUTPUT, ds, inputs,
-                                         {"skipped": skipped, "reporting_currency": currency},
-                                         rows_per_file)
-        finally:
-            rankings.unpersist()
-    finally:
-        opportunities.unpersist()
+    # the opportunities the ranking skips, counted in the same pass that writes the rankings
+    seen = Observation(f"rep_rankings_skipped_{time.monotonic_ns()}")
+    opportunities = opportunities.observe(
+        seen,
+        F.count(F.when(F.col("owner_id").isNull(), 1)).alias("no_owner"),
+        F.count(F.when(F.col("owner_id").isNotNull() & F.col("close_date").isNull(), 1)).alias("no_close_date"),
+    )
+    skipped: dict[str, int] = {}
+
+    def with_skipped(extra: dict) -> dict:
+        skipped.update({k: int(v) for k, v in seen.get.items()})
+        return {**extra, "skipped": dict(skipped)}
+
+    manifest = lib.write_curated(lake, build_rep_rankings(opportunities), OUTPUT, ds, inputs,
+                                 {"reporting_currency": currency}, rows_per_file, derive=with_skipped)
     return lib.summary(JOB, ds, lake, {OUTPUT: manifest}, started, skipped=skipped)
 
 
