@@ -28,7 +28,7 @@ if str(Path(__file__).resolve().parent) not in sys.path:  # curated_lib, when lo
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import curated_lib as lib  # noqa: E402
-from pyspark.sql import DataFrame, Observation, SparkSession  # noqa: E402
+from pyspark.sql import DataFrame, SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
 JOB = "account_engagement"
@@ -97,22 +97,23 @@ def run(spark: SparkSession, lake_uri: str, ds: str, *, reporting_currency: str 
     inputs: dict[str, list[str]] = {}
     accounts = lib.live(spark, lake, "salesforce.Account", ds, inputs)
     opportunities = lib.read_curated(spark, lake, "opportunities", ds, inputs)
-    # events read and events after dedup, counted in the same pass that writes the output
-    read_obs = Observation(f"events_read_{time.monotonic_ns()}")
-    distinct_obs = Observation(f"events_distinct_{time.monotonic_ns()}")
-    raw_events = lib.read_events(spark, lake, ds, inputs).observe(read_obs, F.count(F.lit(1)).alias("n"))
-    events = distinct_events(raw_events).observe(distinct_obs, F.count(F.lit(1)).alias("n"))
+    raw_events = lib.read_events(spark, lake, ds, inputs)
+    # Events read and distinct event ids: one narrow pass over the event ids. (Not a Spark
+    # Observation inside the output's plan: Spark prunes a join's empty side, observation and
+    # all, and the observation then never reports.)
+    per_id = raw_events.groupBy("event_id").agg(F.count(F.lit(1)).alias("_n"))
+    read, distinct = per_id.agg(F.sum("_n"), F.count(F.lit(1))).first()
+    read, distinct = int(read or 0), int(distinct or 0)
     counts: dict[str, int] = {}
 
     def with_event_counts(extra: dict) -> dict:
-        read, distinct = int(read_obs.get["n"]), int(distinct_obs.get["n"])
         matched = int(extra.pop("events_matched") or 0)
         counts.update({"events_read": read, "duplicate_events": read - distinct, "events_distinct": distinct,
                        "events_matched": matched, "events_unmatched_account": distinct - matched})
         return {**extra, "events": dict(counts)}
 
-    manifest = lib.write_curated(lake, build(accounts, events, opportunities, ds), OUTPUT, ds, inputs,
-                                 {"window_days": WINDOW_DAYS}, rows_per_file,
+    manifest = lib.write_curated(lake, build(accounts, distinct_events(raw_events), opportunities, ds), OUTPUT, ds,
+                                 inputs, {"window_days": WINDOW_DAYS}, rows_per_file,
                                  counts={"": {"events_matched": F.sum("events_total")}}, derive=with_event_counts)
     return lib.summary(JOB, ds, lake, {OUTPUT: manifest}, started, events=counts)
 

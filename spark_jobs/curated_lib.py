@@ -352,6 +352,25 @@ def _tidy_partition(lake: Lake, dataset_path: str, ds: str) -> list[str]:
     return sorted(keep)
 
 
+OBSERVATION_WAIT_S = 60.0
+
+
+def observed(observation, what: str) -> dict:
+    """The metrics of a Spark ``Observation`` whose action has finished.
+
+    ``Observation.get`` waits forever when the plan lost the observation (Spark prunes a join's
+    empty side, observation included), so wait in a thread and fail with a message instead."""
+    import threading
+
+    got: dict = {}
+    waiter = threading.Thread(target=lambda: got.update(observation.get), daemon=True)
+    waiter.start()
+    waiter.join(OBSERVATION_WAIT_S)
+    if waiter.is_alive():
+        raise JobError(f"Spark reported no measurements for {what} after it was written; nothing was committed")
+    return got
+
+
 def write_curated(
     lake: Lake,
     frame: DataFrame,
@@ -385,17 +404,17 @@ def write_curated(
     for group, columns in (counts or {}).items():
         aggs += [col.alias(f"{group}::{label}") for label, col in columns.items()]
     observation = Observation(f"curated_{name}_{time.monotonic_ns()}")
-    observed = frame.observe(observation, *aggs)
+    measuring = frame.observe(observation, *aggs)
     if publish is not None:
-        observed = observed.select(*publish)
+        measuring = measuring.select(*publish)
     lake.clear_partition(path, ds)
     (
-        observed.write.mode("overwrite")
+        measuring.write.mode("overwrite")
         .option("compression", "snappy")
         .option("maxRecordsPerFile", rows_per_file)
         .parquet(lake.url(Lake.partition(path, ds)))
     )
-    measured = dict(observation.get)
+    measured = observed(observation, dataset_id)
     rows, key_checksum = int(measured.pop("_rows")), str(measured.pop("_checksum"))
     extra = dict(extra or {})
     for label, value in measured.items():

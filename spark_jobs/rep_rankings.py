@@ -25,7 +25,7 @@ if str(Path(__file__).resolve().parent) not in sys.path:  # curated_lib, when lo
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import curated_lib as lib  # noqa: E402
-from pyspark.sql import DataFrame, Observation, SparkSession, Window  # noqa: E402
+from pyspark.sql import DataFrame, SparkSession, Window  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
 JOB = "rep_rankings"
@@ -94,21 +94,14 @@ def run(spark: SparkSession, lake_uri: str, ds: str, *, reporting_currency: str 
     if reporting_currency and currency and lib.reporting_currency(reporting_currency) != currency:
         raise lib.JobError(f"curated.opportunities ds={ds} is in {currency}, not {reporting_currency}: "
                            "re-run opportunity_enrichment with the same --reporting-currency")
-    # the opportunities the ranking skips, counted in the same pass that writes the rankings
-    seen = Observation(f"rep_rankings_skipped_{time.monotonic_ns()}")
-    opportunities = opportunities.observe(
-        seen,
+    # the opportunities the ranking skips: a narrow pass over two columns (not an Observation
+    # inside the ranking's plan, which Spark prunes, unreported, when the input is empty)
+    skipped = {k: int(v) for k, v in opportunities.agg(
         F.count(F.when(F.col("owner_id").isNull(), 1)).alias("no_owner"),
         F.count(F.when(F.col("owner_id").isNotNull() & F.col("close_date").isNull(), 1)).alias("no_close_date"),
-    )
-    skipped: dict[str, int] = {}
-
-    def with_skipped(extra: dict) -> dict:
-        skipped.update({k: int(v) for k, v in seen.get.items()})
-        return {**extra, "skipped": dict(skipped)}
-
+    ).first().asDict().items()}
     manifest = lib.write_curated(lake, build_rep_rankings(opportunities), OUTPUT, ds, inputs,
-                                 {"reporting_currency": currency}, rows_per_file, derive=with_skipped)
+                                 {"skipped": skipped, "reporting_currency": currency}, rows_per_file)
     return lib.summary(JOB, ds, lake, {OUTPUT: manifest}, started, skipped=skipped)
 
 

@@ -200,6 +200,31 @@ def test_reporting_currency_is_configurable(spark, tmp_path):
         rep.run(spark, str(root), w.DS1, reporting_currency="USD")
 
 
+def test_jobs_commit_empty_outputs_when_no_opportunity_and_no_event_landed(spark, tmp_path):
+    """Every count is measured while writing; with empty inputs Spark prunes whole branches of a
+    plan, and a measurement inside a pruned branch would never report (the job would hang)."""
+    import shutil
+
+    root = tmp_path / "lake"
+    lake = w.build_lake(root)
+    shutil.rmtree(root / catalog.get("salesforce.Opportunity").lake_path)
+    shutil.rmtree(root / "raw/kafka/activity")
+    for name in ("conformed_customers", "opportunity_enrichment", "rep_rankings", "account_engagement"):
+        w.load_job(name).run(spark, str(root), w.RUN_DS)
+    for name in ("opportunities", "rep_rankings"):
+        rows, manifest, _ = curated(lake, name)
+        assert rows == {} and manifest["row_count"] == 0 and manifest["key_checksum"] == checksum([])
+    _, links, _ = curated(lake, "order_links")
+    assert links["row_count"] > 0 and links["link_counts"]["opportunity_ref"] == 0  # nothing to link to
+    _, ranks, _ = curated(lake, "rep_rankings")
+    assert ranks["skipped"] == {"no_owner": 0, "no_close_date": 0}
+    engagement, manifest, _ = curated(lake, "account_engagement")
+    assert manifest["row_count"] == len(engagement) > 0
+    assert manifest["events"] == {"events_read": 0, "duplicate_events": 0, "events_distinct": 0,
+                                  "events_matched": 0, "events_unmatched_account": 0}
+    assert all(r["events_total"] == 0 and r["open_opportunities"] == 0 for r in engagement.values())
+
+
 def test_a_job_whose_input_is_not_committed_fails_clearly(spark, tmp_path, capsys):
     root = tmp_path / "lake"
     w.build_lake(root)
