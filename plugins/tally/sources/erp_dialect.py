@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from tally.checksum import MOD
+from tally.checksum import MOD, postgres_key_hash_sql
 from tally.config import PostgresConn
 
 if TYPE_CHECKING:
@@ -131,7 +131,7 @@ class PostgresSession(Session):
         return self.conn.execute(query).fetchone()
 
     def key_hash_sql(self, column_sql: str) -> str:
-        return f"('x' || substr(md5(({column_sql})::text), 1, 16))::bit(64)::bigint"
+        return postgres_key_hash_sql(column_sql)
 
     def stream_text(self, query: str, columns: list[str], batch_size: int) -> Iterator[pa.RecordBatch]:
         copy_sql = f"COPY ({query}) TO STDOUT (FORMAT csv)"
