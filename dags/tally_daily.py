@@ -6,8 +6,10 @@ For the run's data interval (one UTC day; **ds** = the interval's start date):
 1. **extract** each Salesforce object and ERP table changed in the interval to the lake's raw
    zone (`raw/<source>/<object>/ds=<ds>/` + `_manifest.json`). The first run of a dataset is a
    full initial load. Re-running a ds replaces it.
-2. **gate_raw** (Great Expectations): row count equals the source's own count for the interval,
-   keys present and unique, domains valid.
+2. **gate_raw** (Great Expectations), one task for every dataset once the extracts are done:
+   for each landed dataset, row count equals the source's own count for the interval, keys
+   present and unique, domains valid, no source field removed or retyped. A failed extract is
+   not validated (it alerted for itself); Spark waits for every extract and for the gate.
 3. **Spark** (one `spark-submit` per job on the `spark_default` connection, money converted to
    `$TALLY_REPORTING_CURRENCY`, default USD; see `docs/curated.md`):
    **spark_conformed_customers** (ERP customers resolved to Salesforce accounts) →
@@ -41,7 +43,7 @@ from pathlib import Path
 
 import pendulum
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import Asset, CronDataIntervalTimetable, dag, task, task_group
+from airflow.sdk import Asset, CronDataIntervalTimetable, TaskGroup, TriggerRule, dag, task
 
 from tally.alerts.callback import alert_on_failure  # cheap: loads nothing until a task fails
 
@@ -113,18 +115,19 @@ def tally_daily():
         return run_stage("extract", run_id, dataset_id, _ds(data_interval_start), data_interval_start,
                          data_interval_end, need=(dataset_id.split(".")[0],))
 
-    @task
-    def gate_raw(dataset_id: str, data_interval_start=None, run_id=None) -> list[dict]:
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def gate_raw(landed: dict[str, dict | None], data_interval_start=None, run_id=None) -> list[dict]:
+        """One task for every dataset's raw gate, once the extracts are done. A failed extract
+        (no result) alerted for itself and is not validated; Spark waits for every extract too."""
         from tally.airflow_adapter import run_stage
 
-        return run_stage("gate_raw", run_id, dataset_id, _ds(data_interval_start))
+        extracted = [dataset_id for dataset_id, result in landed.items() if result is not None]
+        return run_stage("gate_raw_all", run_id, _ds(data_interval_start), extracted)
 
-    @task_group(group_id="land")
-    def land():
-        for dataset_id in DATASETS:
-            name = dataset_id.replace(".", "_")
-            landed = extract.override(task_id=f"extract_{name}")(dataset_id)
-            landed >> gate_raw.override(task_id=f"gate_raw_{name}")(dataset_id)
+    with TaskGroup(group_id="land"):
+        extracts = {dataset_id: extract.override(task_id=f"extract_{dataset_id.replace('.', '_')}")(dataset_id)
+                    for dataset_id in DATASETS}
+        gated = gate_raw(extracts)
 
     @task(retries=3, retry_delay=timedelta(seconds=20), retry_exponential_backoff=True)
     def land_events(run_id=None) -> dict:
@@ -169,7 +172,7 @@ def tally_daily():
 
         return run_stage("gate_mart", run_id, _ds(data_interval_start))
 
-    land() >> conformed
+    [*extracts.values(), gated] >> conformed
     loaded = [rankings, engagement] >> gate_curated() >> load_warehouse() >> gate_warehouse()
     loaded >> dbt_build() >> gate_mart()
 

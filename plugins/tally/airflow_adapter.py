@@ -205,9 +205,10 @@ def raise_failure_alert(context: Any, config=None, warehouse_conninfo: str | Non
     """The work behind ``tally.alerts.callback.alert_on_failure``: build the alert from a failed
     task's context (a gate alert when ``context["exception"]`` was raised from a ``DataProblem``
     carrying gate results, else a task alert with the error) and raise it once per
-    (dag, ds, gate or task). Returns the ``tally.alerts.dispatch.Outcome``."""
+    (dag, ds, gate or task); the raw gate raises one per failed dataset
+    (``tally.alerts.model.failure_alerts``). Returns the ``tally.alerts.dispatch.Outcome``s."""
     from tally.alerts.dispatch import raise_alert
-    from tally.alerts.model import failure_alert
+    from tally.alerts.model import failure_alerts
 
     config = config or alert_config()
     ti = context.get("ti") or context.get("task_instance")
@@ -226,10 +227,10 @@ def raise_failure_alert(context: Any, config=None, warehouse_conninfo: str | Non
             secrets.append(warehouse.password)
         except Exception:  # no warehouse Connection: raise_alert sends without recording
             warehouse_conninfo = None
-    alert = failure_alert(
+    alerts = failure_alerts(
         dag_id, _context_ds(context), task_id, context.get("exception"),
         run_id=context.get("run_id") or getattr(ti, "run_id", None), try_number=getattr(ti, "try_number", None),
         log_url=log_url, data_docs_url=config.data_docs_url, runbook_url=config.runbook_url,
         secrets=[s for s in secrets if s],
     )
-    return raise_alert(alert, config, warehouse_conninfo)
+    return [raise_alert(alert, config, warehouse_conninfo) for alert in alerts]

@@ -264,14 +264,18 @@ def test_airflow_callback_builds_the_gate_alert_from_the_context(warehouse_conn,
     monkeypatch.setenv("TALLY_DATA_DOCS_URL", "https://docs.example/data_docs/{suite}.html")
 
     drift = schema_check("salesforce.Opportunity", {"schema_drift": {"removed": ["Region__c"], "retyped": {}}})
+    gone = GateResult(suite="raw.erp.customers", hop="raw", dataset="erp.customers", success=False, evaluated=1,
+                      failed=1, failures=[{"expectation": "manifest_files_present", "column": None,
+                                           "observed": "1 of 1 file(s) the manifest lists are gone",
+                                           "expected": "every listed file present", "sample": ["part-x-00000.parquet"]}])
 
-    def gate():
-        raise DataProblem(drift.summary(), [drift])
+    def gate():  # the one raw gate task: two datasets failed in it
+        raise DataProblem(f"{drift.summary()}; {gone.summary()}", [drift, gone])
 
     class TI:  # what Airflow's RuntimeTaskInstance offers the callback
-        dag_id, task_id, run_id, try_number = ("tally_daily", "land.gate_raw_salesforce_Opportunity",
+        dag_id, task_id, run_id, try_number = ("tally_daily", "land.gate_raw",
                                                "scheduled__2026-01-05T00:00:00+00:00", 1)
-        log_url = "http://127.0.0.1:8080/dags/tally_daily/runs/scheduled/tasks/land.gate_raw_salesforce_Opportunity"
+        log_url = "http://127.0.0.1:8080/dags/tally_daily/runs/scheduled/tasks/land.gate_raw"
 
     for _attempt in range(3):  # a failure and two cleared re-runs
         try:
@@ -281,23 +285,30 @@ def test_airflow_callback_builds_the_gate_alert_from_the_context(warehouse_conn,
                        "data_interval_start": datetime(2026, 1, 5, tzinfo=UTC)}
         alert_on_failure(context)
 
-    (slack,), (hook,) = http.at(SLACK_PATH), http.at(HOOK_PATH)
-    assert len(smtp.messages) == 1 and smtp.messages[0]["To"] == "oncall@example.org, lead@example.org"
-    body = hook["json"]
-    assert hook["headers"]["X-Token"] == "hdr-secret"
+    # one alert per failed dataset, each sent once on every channel however often the task failed
+    slacks, hooks = http.at(SLACK_PATH), http.at(HOOK_PATH)
+    assert len(slacks) == len(hooks) == len(smtp.messages) == 2
+    assert smtp.messages[0]["To"] == "oncall@example.org, lead@example.org"
+    body, other = (h["json"] for h in hooks)
+    assert hooks[0]["headers"]["X-Token"] == "hdr-secret"
     assert (body["dag_id"], body["ds"], body["task_id"], body["run_id"], body["try_number"]) == (
         "tally_daily", DS, TI.task_id, TI.run_id, 1)
     assert (body["category"], body["gate"], body["suites"]) == (
-        "schema_drift", TI.task_id, ["schema.salesforce.Opportunity"])
+        "schema_drift", "land.gate_raw:salesforce.Opportunity", ["schema.salesforce.Opportunity"])
     assert body["failures"][0]["expectation"] == "source_field_still_exists"
     assert body["failures"][0]["column"] == "Region__c" and body["failures"][0]["observed"] == "absent"
     assert body["links"] == {"runbook": "https://git.example/tally/blob/main/docs/runbook.md#schema-drift",
                              "data_docs": "https://docs.example/data_docs/schema.salesforce.Opportunity.html",
                              "log": TI.log_url}
-    assert "<https://git.example/tally/blob/main/docs/runbook.md#schema-drift|Runbook>" in json.dumps(slack["json"])
-    ((_, gate, category, occurrences, delivery, _, _),) = rows(wh.conninfo(), "tally_daily")
-    assert (gate, category, occurrences) == (TI.task_id, "schema_drift", 3)
-    assert all(d["status"] == "sent" for d in delivery.values()) and len(delivery) == 3
+    assert "<https://git.example/tally/blob/main/docs/runbook.md#schema-drift|Runbook>" in json.dumps(slacks[0]["json"])
+    assert (other["category"], other["gate"], other["dataset"]) == ("raw_gate", "land.gate_raw:erp.customers",
+                                                                     "erp.customers")
+    assert other["failures"][0]["sample"] == ["part-x-00000.parquet"]
+    assert "salesforce" not in json.dumps(other["failures"]) and "erp.customers" not in json.dumps(body["failures"])
+    recorded = rows(wh.conninfo(), "tally_daily")
+    assert [(gate, category, occurrences) for _, gate, category, occurrences, *_ in recorded] == [
+        ("land.gate_raw:salesforce.Opportunity", "schema_drift", 3), ("land.gate_raw:erp.customers", "raw_gate", 3)]
+    assert all(d["status"] == "sent" for r in recorded for d in r[4].values()) and len(recorded[0][4]) == 3
 
     # a non-gate failure after its retries: the error is the alert
     class ExtractTI(TI):

@@ -38,7 +38,7 @@ def world(stack, spark, warehouse_conn_module, tmp_path_factory):
     start, end = generator.ds_interval(DS)
     for dataset in catalog.all_raw():
         pipeline.extract(res, dataset.dataset_id, DS, start, end)
-        pipeline.gate_raw(res, dataset.dataset_id, DS)
+    pipeline.gate_raw_all(res, DS)  # the DAG's one raw gate, every dataset
     all_curated.run(spark, res.lake.uri, DS)
     pipeline.gate_curated(res, DS)
     pipeline.load(res, DS)
@@ -80,15 +80,32 @@ def test_a_clean_run_passes_every_gate_and_the_ledger_agrees(world):
 
 
 def test_deleted_landed_file_is_caught_by_the_raw_gate(world):
+    from tally.alerts.model import failure_alerts
+
     res, *_ = world
     opp = catalog.SALESFORCE["Opportunity"]
-    victim = res.lake.files(opp.lake_path, DS)[0]
+    files = res.lake.files(opp.lake_path, DS)
+    victim = files[0]
     os.remove(victim)
-    with pytest.raises(pipeline.DataProblem, match=r"1 of 1 file\(s\) the manifest lists are gone"):
-        pipeline.gate_raw(res, opp.dataset_id, DS)
+    with pytest.raises(pipeline.DataProblem,
+                       match=rf"raw.salesforce.Opportunity: 0/1 passed; manifest_files_present observed 1 of "
+                             rf"{len(files)} file\(s\) the manifest lists are gone") as info:
+        pipeline.gate_raw_all(res, DS)  # every dataset, as the DAG's land.gate_raw
+    (failed,) = info.value.results  # only the damaged dataset failed; the 12 others passed
+    assert (failed.dataset, failed.hop, failed.failures[0]["sample"]) == (
+        "salesforce.Opportunity", "raw", [victim.rsplit("/", 1)[-1]])
+    assert failures_recorded(res, "raw", "salesforce.Opportunity") == 1
+    with psycopg.connect(res.warehouse.conninfo()) as conn:  # every dataset's verdict was stored, in one go
+        stored = conn.execute("SELECT count(DISTINCT dataset) FROM ops.validation_results WHERE ds = %s"
+                              " AND hop = 'raw' AND run_at = (SELECT max(run_at) FROM ops.validation_results"
+                              " WHERE ds = %s AND hop = 'raw')", (DS, DS)).fetchone()[0]
+    assert stored == len(catalog.all_raw())
+    (alert,) = failure_alerts("tally_daily", DS, "land.gate_raw", info.value)  # reported once, for that dataset
+    assert (alert.gate, alert.category, alert.dataset) == (
+        "land.gate_raw:salesforce.Opportunity", "raw_gate", "salesforce.Opportunity")
     start, end = generator.ds_interval(DS)
     pipeline.extract(res, opp.dataset_id, DS, start, end)  # heal: re-extract the ds
-    assert pipeline.gate_raw(res, opp.dataset_id, DS)
+    assert pipeline.gate_raw_all(res, DS)
 
 
 def test_rows_dropped_in_the_load_are_caught_by_the_warehouse_gate(world):

@@ -23,6 +23,7 @@ from tally.alerts.config import (
 from tally.alerts.model import (
     CATEGORIES,
     failure_alert,
+    failure_alerts,
     gate_alert,
     gate_results_of,
     task_alert,
@@ -53,10 +54,10 @@ def count_result(observed: int = 998, expected: int = 1000) -> GateResult:
 
 
 def test_gate_alert_says_what_where_observed_expected_and_links():
-    alert = gate_alert("tally_daily", DS, [count_result()], task_id="land.gate_raw_salesforce_Opportunity",
+    alert = gate_alert("tally_daily", DS, [count_result()], task_id="land.gate_raw",
                        run_id="scheduled__2026-01-05", try_number=1, log_url="http://airflow/log",
                        data_docs_url="file:///tally/data_docs/index.html#{suite}", runbook_url="docs/runbook.md")
-    assert alert.gate == "land.gate_raw_salesforce_Opportunity"  # one alert per gate task, whatever failed in it
+    assert alert.gate == "land.gate_raw"  # one alert per gate task, whatever failed in it
     assert alert.category == "raw_gate" and alert.hop == "raw" and alert.dataset == "salesforce.Opportunity"
     assert alert.suites == ["raw.salesforce.Opportunity"]
     assert "2 of 6 checks failed" in alert.title and "ds=2026-01-05" in alert.title
@@ -68,7 +69,7 @@ def test_gate_alert_says_what_where_observed_expected_and_links():
                            "log": "http://airflow/log"}
     text = alert.text()
     for needle in ("expect_table_row_count_to_equal observed 998 expected 1000", "sample keys: '006000000000001AAA'",
-                   "task land.gate_raw_salesforce_Opportunity (try 1)", "run scheduled__2026-01-05",
+                   "task land.gate_raw (try 1)", "run scheduled__2026-01-05",
                    f"tally reconcile --ds {DS}", "tally alerts ack <id>", "why it matters: Reconciliation"):
         assert needle in text, needle
 
@@ -89,14 +90,48 @@ def test_failure_alert_unwraps_airflow_fail_exception_from_a_data_problem():
         run(gate)
     assert isinstance(info.value.__cause__, DataProblem)
     assert gate_results_of(info.value) == problem
-    alert = failure_alert("tally_daily", DS, "land.gate_raw_salesforce_Opportunity", info.value, runbook_url="rb.md")
+    alert = failure_alert("tally_daily", DS, "land.gate_raw", info.value, runbook_url="rb.md")
     assert alert.category == "raw_gate"  # the count is the headline; drift rides along
     assert alert.suites == ["raw.salesforce.Opportunity", "schema.salesforce.Opportunity"]
     assert [f["expectation"] for f in alert.failures][-1] == "source_field_still_exists"
-    only_drift = failure_alert("tally_daily", DS, "land.gate_raw_salesforce_Opportunity",
+    only_drift = failure_alert("tally_daily", DS, "land.gate_raw",
                                DataProblem(drift.summary(), [drift]), runbook_url="rb.md")
     assert only_drift.category == "schema_drift" and only_drift.links["runbook"] == "rb.md#schema-drift"
     assert only_drift.gate == alert.gate  # same gate task: one alert per (dag, ds, gate)
+
+
+def test_the_raw_gate_alerts_once_per_failed_dataset():
+    """One raw gate task validates every dataset; each failed dataset is its own alert (its own
+    dedupe key), its schema drift riding along; other gates alert once per task."""
+    drift = schema_check("salesforce.Opportunity", {"schema_drift": {"removed": ["Region__c"], "retyped": {}}})
+    customers = GateResult(
+        suite="raw.erp.customers", hop="raw", dataset="erp.customers", success=False, evaluated=1, failed=1,
+        failures=[{"expectation": "manifest_files_present", "column": None,
+                   "observed": "1 of 2 file(s) the manifest lists are gone", "expected": "every listed file present",
+                   "sample": ["part-a-00001.parquet"]}])
+    passed = GateResult(suite="raw.erp.products", hop="raw", dataset="erp.products", success=True, evaluated=5,
+                        failed=0)
+    problem = DataProblem("three failed", [count_result(), drift, customers, passed])
+    alerts = failure_alerts("tally_daily", DS, "land.gate_raw", problem, runbook_url="rb.md", try_number=1)
+    assert [(a.gate, a.dataset, a.category) for a in alerts] == [
+        ("land.gate_raw:salesforce.Opportunity", "salesforce.Opportunity", "raw_gate"),
+        ("land.gate_raw:erp.customers", "erp.customers", "raw_gate")]
+    opportunity, files = alerts
+    assert opportunity.suites == ["raw.salesforce.Opportunity", "schema.salesforce.Opportunity"]
+    assert "erp.customers" not in opportunity.text() and "salesforce" not in files.text().replace("tally_daily", "")
+    assert files.failures[0]["sample"] == ["part-a-00001.parquet"] and "1 of 2 file(s)" in files.summary
+    assert all(a.task_id == "land.gate_raw" and a.try_number == 1 for a in alerts)
+    # only drift for a dataset: its own category, still keyed by the dataset
+    (only_drift,) = failure_alerts("tally_daily", DS, "land.gate_raw", DataProblem("drift", [drift]))
+    assert (only_drift.gate, only_drift.category) == ("land.gate_raw:salesforce.Opportunity", "schema_drift")
+    # other gates (several datasets each) and non-gate tasks: one alert per task, as failure_alert
+    warehouse = [GateResult(suite=f"warehouse.{d}", hop="warehouse", dataset=d, success=False, evaluated=2,
+                            failed=1) for d in ("erp.customers", "salesforce.User")]
+    (one,) = failure_alerts("tally_daily", DS, "gate_warehouse", DataProblem("two tables", warehouse))
+    assert one.gate == "gate_warehouse" and one.dataset == "erp.customers, salesforce.User"
+    (crashed,) = failure_alerts("tally_daily", DS, "land.gate_raw", RuntimeError("lake unreachable"))
+    assert (crashed.gate, crashed.category, crashed.error) == ("land.gate_raw", "raw_gate",
+                                                               "RuntimeError: lake unreachable")
 
 
 @pytest.mark.parametrize("task_id,category,gate", [
@@ -105,7 +140,7 @@ def test_failure_alert_unwraps_airflow_fail_exception_from_a_data_problem():
     ("load_warehouse", "load_failed", "task:load_warehouse"),
     ("dbt_build", "dbt_failed", "task:dbt_build"),
     ("gate_mart", "mart_gate", "gate_mart"),  # a gate task that failed without results is still that gate
-    ("land.gate_raw_erp_customers", "raw_gate", "land.gate_raw_erp_customers"),
+    ("land.gate_raw", "raw_gate", "land.gate_raw"),  # the raw gate crashed: no dataset to name
     ("something_else", "task_failed", "task:something_else"),
 ])
 def test_task_alerts_are_classified_by_task(task_id, category, gate):
@@ -128,7 +163,7 @@ def test_task_alert_carries_the_error_without_secrets_and_keeps_the_tail():
 
 
 def test_slack_payload_has_text_and_blocks_and_escapes():
-    alert = gate_alert("tally_daily", DS, [count_result()], task_id="land.gate_raw_salesforce_Opportunity",
+    alert = gate_alert("tally_daily", DS, [count_result()], task_id="land.gate_raw",
                        runbook_url="https://git.example/tally/blob/main/docs/runbook.md", log_url="http://af/log")
     alert.id = 42
     alert.failures[0]["text"] = "a <b> & c"
@@ -147,11 +182,11 @@ def test_slack_payload_has_text_and_blocks_and_escapes():
 
 
 def test_webhook_payload_and_email_message():
-    alert = gate_alert("tally_daily", DS, [count_result()], task_id="land.gate_raw_salesforce_Opportunity")
+    alert = gate_alert("tally_daily", DS, [count_result()], task_id="land.gate_raw")
     alert.id = 7
     payload = json.loads(json.dumps(channels.webhook_payload(alert)))
     assert payload["source"] == "tally" and payload["version"] == 1 and payload["id"] == 7
-    assert payload["dedupe_key"] == f"tally_daily/{DS}/land.gate_raw_salesforce_Opportunity"
+    assert payload["dedupe_key"] == f"tally_daily/{DS}/land.gate_raw"
     assert payload["failures"][0]["observed"] == 998 and payload["text"].startswith("Raw gate failed")
     msg = channels.email_message(alert, SmtpConfig("mail", to=("a@x.org", "b@x.org"), sender="tally@x.org"))
     assert msg["Subject"].startswith("[tally] Raw gate failed") and msg["To"] == "a@x.org, b@x.org"

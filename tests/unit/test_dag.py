@@ -22,9 +22,18 @@ def test_dag_lands_every_catalog_dataset_and_gates_it():
     assert [d.dataset_id for d in catalog.all_raw()] == module.DATASETS
     dag = module.tally_daily()
     ids = set(dag.task_ids)
-    for d in catalog.all_raw():
-        name = d.dataset_id.replace(".", "_")
-        assert f"land.extract_{name}" in ids and f"land.gate_raw_{name}" in ids
+    extracts = {f"land.extract_{d.dataset_id.replace('.', '_')}" for d in catalog.all_raw()}
+    assert extracts <= ids
+    assert not [t for t in ids if t.startswith("land.gate_raw_")]  # one raw gate, not one per dataset
+    gate = dag.get_task("land.gate_raw")
+    # the gate runs once every extract is done, failed ones included, and is handed each one's result
+    assert gate.upstream_task_ids == extracts and gate.trigger_rule == "all_done"
+    (landed,) = gate.op_args
+    assert sorted(landed) == sorted(module.DATASETS)
+    assert {landed[d].operator.task_id for d in module.DATASETS} == extracts
+    # Spark needs the gate *and* every extract to have succeeded: a failed extract stops it too
+    spark = dag.get_task("spark_conformed_customers")
+    assert spark.upstream_task_ids == extracts | {"land.gate_raw"} and spark.trigger_rule == "all_success"
     order = ["spark_rep_rankings", "gate_curated", "load_warehouse", "gate_warehouse", "dbt_build", "gate_mart"]
     for a, b in zip(order, order[1:], strict=False):
         assert b in dag.get_task(a).downstream_task_ids

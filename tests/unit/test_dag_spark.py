@@ -39,7 +39,7 @@ def test_jobs_run_in_dependency_order(dag):
     assert downstream("spark_rep_rankings") == downstream("spark_account_engagement") == {"gate_curated"}
     assert "spark_account_engagement" in downstream("land_events")
     assert dag.get_task("spark_conformed_customers").upstream_task_ids >= {
-        "land.gate_raw_erp_customers", "land.gate_raw_salesforce_Account"}
+        "land.gate_raw", "land.extract_erp_customers", "land.extract_salesforce_Account"}
 
 
 def test_reporting_currency_renders_from_the_environment(dag, monkeypatch):

@@ -73,6 +73,54 @@ def test_old_pages_are_pruned_and_the_index_stays_bounded(site, lake, monkeypatc
     assert [e["filepath"] for e in docs.latest(site)] == pages[:0:-1]
 
 
+def test_a_batch_of_validations_updates_the_index_once_with_every_page(site, lake, monkeypatch):
+    renders = []
+    real = docs.render_index
+    monkeypatch.setattr(docs, "render_index", lambda catalog: renders.append(1) or real(catalog))
+    first = validate(lake)
+    with docs.batch_publish():
+        batched = [validate(lake, ds) for ds in ("2024-01-02", "2024-01-03", "2024-01-02")]
+        assert not (site / batched[0].data_docs).exists()  # written with the index, at the end
+    assert len(renders) == 2  # one for the lone validation, one for the batch
+    entries = docs.latest(site)
+    assert [e["filepath"] for e in entries] == [*(r.data_docs for r in reversed(batched)), first.data_docs]
+    assert all((site / e["filepath"]).exists() for e in entries)
+    index = (site / "index.html").read_text()
+    assert all(r.data_docs in index for r in batched)
+    with pytest.raises(RuntimeError), docs.batch_publish():  # a gate that crashes half-way keeps its pages
+        late = validate(lake, "2024-01-03")
+        raise RuntimeError("boom")
+    assert docs.latest(site)[0]["filepath"] == late.data_docs and (site / late.data_docs).exists()
+
+
+def test_validations_in_forked_workers_come_back_in_order_with_their_pages(site, lake):
+    from tally.quality.parallel import WorkerFailed, fork_each
+
+    def validate_in_worker(args: tuple[str, int]) -> tuple[int, gate.GateResult]:
+        ds, source_count = args
+        return os.getpid(), validate(lake, ds, source_count)
+
+    work = [("2024-01-02", 20), ("2024-01-03", 21), ("2024-01-02", 19)]
+    with docs.batch_publish():
+        done = fork_each(validate_in_worker, work, workers=2)
+        assert docs.pending_count() == 3  # the workers' pages wait for the parent's index update
+    pids, results = zip(*done, strict=True)
+    assert os.getpid() not in pids and len(set(pids)) == 3
+    # same verdicts as in-process: the fixture has one bad StageName; wrong counts fail the count check
+    assert [r.failed for r in results] == [1, 2, 2]
+    assert [(r.failures[0]["observed"], r.failures[0]["expected"]) for r in results[1:]] == [(20, 21), (20, 19)]
+    entries = docs.latest(site)
+    assert {e["filepath"] for e in entries} == {r.data_docs for r in results}
+    assert all((site / r.data_docs).exists() for r in results)
+    assert (site / "expectations/raw/salesforce/Opportunity.html").exists()  # the suite page, rebuilt here
+
+    def broken(ds: str) -> None:
+        raise ValueError(f"no partition {ds}")
+
+    with pytest.raises(WorkerFailed, match="ValueError: no partition 1999-01-01"):
+        fork_each(broken, ["1999-01-01"], workers=2)
+
+
 def test_parallel_gates_never_lose_each_others_entries(site, lake):
     pids = []
     for _ in range(3):
@@ -107,7 +155,7 @@ def test_docs_can_be_switched_off_and_never_break_a_gate(site, lake, monkeypatch
 def test_the_alert_links_the_failed_validations_page(site, lake):
     result = validate(lake, source_count=21)
     exc = DataProblem(result.summary(), [result])
-    alert = failure_alert("tally_daily", "2024-01-02", "land.gate_raw_salesforce_Opportunity", exc,
+    alert = failure_alert("tally_daily", "2024-01-02", "land.gate_raw", exc,
                           data_docs_url=(site / "index.html").as_uri())
     link = alert.links["data_docs"]
     assert link == (site / result.data_docs).as_uri()

@@ -6,10 +6,12 @@ expected for every failed expectation, with sample keys), and **what next** (a r
 Data Docs, the task log, commands to run).
 
 ``gate`` is the alert's dedupe key within (DAG, ds). A gate is a task in Tally's DAGs
-(``land.gate_raw_<dataset>``, ``gate_curated``, ``gate_warehouse``, ``gate_mart``), so a gate
-task's failure is keyed by its task id, whichever of its suites failed and however often it is
-re-run; any other task's failure by ``task:<task_id>``. A gate alert built without a task (from
-core code) is keyed by its failed suites.
+(``land.gate_raw``, ``gate_curated``, ``gate_warehouse``, ``gate_mart``), so a gate task's
+failure is keyed by its task id, whichever of its suites failed and however often it is re-run;
+any other task's failure by ``task:<task_id>``. The raw gate is one task for every source
+dataset, which fail and heal independently (each is re-extracted on its own): its verdict is one
+alert per failed dataset, keyed ``<task_id>:<dataset>`` (:func:`failure_alerts`). A gate alert
+built without a task (from core code) is keyed by its failed suites.
 """
 
 from __future__ import annotations
@@ -129,9 +131,10 @@ def gate_alert(
     data_docs_url: str = "",
     runbook_url: str = DEFAULT_RUNBOOK_URL,
     message: str = "",
+    gate: str | None = None,
 ) -> Alert:
     """An alert for a gate's verdict: ``results`` are ``GateResult``s (or their ``to_dict()``);
-    only the failed ones are reported."""
+    only the failed ones are reported. ``gate`` (the dedupe key) defaults to ``task_id``."""
     from tally.quality.gate import describe_failure
 
     failed = [r for r in map(_result_dict, results) if not r.get("success")]
@@ -158,7 +161,7 @@ def gate_alert(
     label, anchor = CATEGORIES[category]
     shown = ", ".join(suites[:3]) + (f" and {len(suites) - 3} more" if len(suites) > 3 else "")
     alert = Alert(
-        dag_id=dag_id, ds=ds, gate=task_id or "+".join(sorted(suites)), category=category,
+        dag_id=dag_id, ds=ds, gate=gate or task_id or "+".join(sorted(suites)), category=category,
         title=f"{label}: {shown} ({checks} of {evaluated} checks failed) — {dag_id} ds={ds}",
         summary="; ".join(_result_summary(r) for r in failed) or message,
         task_id=task_id, run_id=run_id, try_number=try_number, hop=main["hop"],
@@ -221,6 +224,29 @@ def failure_alert(
     if results:
         return gate_alert(dag_id, ds, results, task_id=task_id, message=str(exception), **kwargs)
     return task_alert(dag_id, ds, task_id, exception, secrets=secrets, **kwargs)
+
+
+def failure_alerts(
+    dag_id: str,
+    ds: str,
+    task_id: str,
+    exception: BaseException | str | None,
+    **kwargs: Any,
+) -> list[Alert]:
+    """The alerts for a failed task: :func:`failure_alert`'s one alert, except for a raw gate
+    task whose failed results name datasets: one alert per failed dataset, keyed
+    ``<task_id>:<dataset>``, so each dataset alerts once per (DAG, ds), and a dataset that fails
+    on a re-run after another was healed still pages."""
+    results = gate_results_of(exception) if isinstance(exception, BaseException) else []
+    if not results or task_category(task_id) != "raw_gate":
+        return [failure_alert(dag_id, ds, task_id, exception, **kwargs)]
+    kwargs.pop("secrets", None)
+    by_dataset: dict[str, list[Any]] = {}
+    for r in results:
+        by_dataset.setdefault(str(_result_dict(r).get("dataset") or ""), []).append(r)
+    return [gate_alert(dag_id, ds, failed, task_id=task_id, message=str(exception),
+                       gate=f"{task_id}:{dataset}" if dataset else task_id, **kwargs)
+            for dataset, failed in by_dataset.items()]
 
 
 def gate_results_of(exc: BaseException | None) -> list[Any]:

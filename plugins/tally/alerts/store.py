@@ -24,7 +24,7 @@ CREATE TABLE IF NOT EXISTS ops.alerts (
     id              bigserial   PRIMARY KEY,
     dag_id          text        NOT NULL,
     ds              date        NOT NULL,
-    gate            text        NOT NULL,  -- a gate's task id (land.gate_raw_<dataset>, gate_mart...), or 'task:<task_id>'
+    gate            text        NOT NULL,  -- a gate's task id (gate_mart...), land.gate_raw:<dataset>, or 'task:<task_id>'
     category        text        NOT NULL,  -- raw_gate, mart_gate, schema_drift, extract_failed, dbt_failed, ...
     title           text        NOT NULL,
     summary         text        NOT NULL,

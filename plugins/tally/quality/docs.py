@@ -12,7 +12,8 @@ Pages are rendered by GX's own renderers and Jinja views (the same HTML as
 ``context.build_data_docs()``), but incrementally: a gate renders *its* validation page and
 re-renders the index from ``index.json``. GX's site builder instead lists and re-reads every
 stored result and recompiles its templates on each build (0.3-0.7 s per gate with a few hundred
-results, growing). Here a gate pays ~0.03 s for its page and ~0.05 s for the index, flat: the
+results, growing). Here a gate pays ~0.03 s for its page and ~0.05 s for the index, flat (a gate
+validating several datasets renders the index once for all of them: :func:`batch_publish`): the
 index lists the newest ``INDEX_ROWS`` (60) validations (GX's index renderer costs ~0.6 ms a
 row); ``tally docs --suite``/``--failed`` and the alerts reach older pages. The site keeps the newest ``TALLY_DATA_DOCS_KEEP`` (default 500, about a month of daily
 runs) validation pages, so an alert's link stays valid; older pages are deleted.
@@ -34,6 +35,7 @@ import re
 import shutil
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -188,13 +190,82 @@ def _keep() -> int:
         return DEFAULT_KEEP
 
 
-def _publish_suite(directory: Path, catalog: dict, suite_dict: dict, suite: Any) -> None:
+def _publish_suite(directory: Path, catalog: dict, suite_dict: dict, suite: Any | None) -> None:
     digest = hashlib.sha256(json.dumps(suite_dict, sort_keys=True, default=str).encode()).hexdigest()
     suites = catalog.setdefault("suites", {})
     page = directory / suite_page(suite_dict["name"])
     if suites.get(suite_dict["name"]) != digest or not page.exists():
+        if suite is None:  # rendered in a forked worker, which kept the GX object
+            from tally.quality.suites import build_suite
+
+            suite = build_suite(suite_dict)
         _write(page, render_suite(suite))
         suites[suite_dict["name"]] = digest
+
+
+@dataclass
+class _Pending:
+    page: str
+    html: str
+    suite_dict: dict
+    suite: Any  # the GX suite object (None once it crossed a process boundary: rebuilt if needed)
+    entry: dict
+
+
+_PENDING: list[_Pending] | None = None  # validations published inside batch_publish(), not yet written
+
+
+def pending_count() -> int:
+    """How many validations wait for the current ``batch_publish`` block (0 outside one)."""
+    with _LOCK:
+        return len(_PENDING or [])
+
+
+def pending_since(count: int) -> list[_Pending]:
+    """The validations published after ``pending_count()`` returned ``count``, ready to pickle
+    (a forked gate worker hands them to its parent: ``tally.quality.parallel``)."""
+    with _LOCK:
+        return [_Pending(p.page, p.html, p.suite_dict, None, p.entry) for p in (_PENDING or [])[count:]]
+
+
+def add_pending(items: list[_Pending]) -> None:
+    """Join validations rendered elsewhere to the current ``batch_publish`` block (written at
+    once outside one)."""
+    if not items:
+        return
+    with _LOCK:
+        if _PENDING is not None:
+            _PENDING.extend(items)
+            return
+    _commit(docs_dir(), list(items))
+
+
+@contextlib.contextmanager
+def batch_publish(directory: Path | None = None) -> Iterator[None]:
+    """Publish every validation made inside the block with *one* index update, at its end.
+
+    A gate validating several datasets in one process (the raw gate) renders each validation's
+    page as it goes, then takes the site's lock once, writes the pages and re-renders the index
+    once, instead of once per validation. Pages are written even when the block raises (they
+    are valid results). Nested blocks join the outermost one."""
+    global _PENDING
+    with _LOCK:
+        outer = _PENDING is None
+        if outer:
+            _PENDING = []
+    if not outer:
+        yield
+        return
+    try:
+        yield
+    finally:
+        with _LOCK:
+            pending, _PENDING = _PENDING or [], None
+        if pending:
+            try:
+                _commit(directory or docs_dir(), pending)
+            except Exception:  # building the site never fails a gate
+                log.warning("could not update the Data Docs site at %s", directory or docs_dir(), exc_info=True)
 
 
 def publish(
@@ -211,26 +282,37 @@ def publish(
 
     ``result`` is the ``ExpectationSuiteValidationResult`` of ``suite`` (built from
     ``suite_dict``); ``run_name`` groups a run's pages (the ds), ``batch`` names what was validated
-    (a partition, a table slice) and ``asset`` is shown in the index.
+    (a partition, a table slice) and ``asset`` is shown in the index. Inside a :func:`batch_publish` block
+    (for the default site) the page is rendered now and written with the block's index update.
     """
     from great_expectations.core.run_identifier import RunIdentifier
 
-    directory = directory or docs_dir()
     run_time = datetime.now(UTC)
     name = suite_dict["name"]
     page = validation_page(name, run_name, run_time, batch)
     result.meta["run_id"] = RunIdentifier(run_name=run_name, run_time=run_time)  # shown in the page's header
-    html = render_validation(result)  # outside the lock: the expensive part
+    item = _Pending(page, render_validation(result), suite_dict, suite, {  # rendering: the expensive part
+        "expectation_suite_name": name, "filepath": page, "run_name": run_name,
+        "run_time": run_time.isoformat(), "batch_identifier": batch, "asset_name": asset,
+        "validation_success": bool(result.success), "expectation_suite_filepath": suite_page(name),
+    })
+    with _LOCK:
+        if _PENDING is not None and directory is None:
+            _PENDING.append(item)
+            return page
+    _commit(directory or docs_dir(), [item])
+    return page
+
+
+def _commit(directory: Path, items: list[_Pending]) -> None:
+    """Write rendered validation pages and update the catalog and index once, under the lock."""
     with _site_lock(directory):
         catalog = _read_catalog(directory)
         _ensure_static(directory, catalog)
-        _write(directory / page, html)
-        _publish_suite(directory, catalog, suite_dict, suite)
-        entries = [{
-            "expectation_suite_name": name, "filepath": page, "run_name": run_name,
-            "run_time": run_time.isoformat(), "batch_identifier": batch, "asset_name": asset,
-            "validation_success": bool(result.success), "expectation_suite_filepath": suite_page(name),
-        }, *catalog.get("validations", [])]
+        for item in items:
+            _write(directory / item.page, item.html)
+            _publish_suite(directory, catalog, item.suite_dict, item.suite)
+        entries = [*(item.entry for item in reversed(items)), *catalog.get("validations", [])]  # newest first
         keep = _keep()
         for old in entries[keep:]:
             with contextlib.suppress(OSError):
@@ -238,7 +320,6 @@ def publish(
         catalog["validations"] = entries[:keep]
         _write(directory / INDEX, render_index(catalog))
         _write(directory / CATALOG, json.dumps(catalog, indent=1, sort_keys=True))
-    return page
 
 
 def build_index(directory: Path | None = None, suites_dir: Path | None = None) -> Path:
