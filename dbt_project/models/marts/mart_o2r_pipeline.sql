@@ -68,13 +68,16 @@ payments as (
     group by order_id
 ),
 
-order_flows as (
+-- One full join gives every flow once: each live order (with its opportunity, if any) and each
+-- live opportunity that has no live order.
+flows as (
     select
-        'order:' || o.order_id as flow_id,
+        case when o.order_id is not null then 'order:' || o.order_id
+             else 'opportunity:' || opp.opportunity_id end as flow_id,
         coalesce(o.opportunity_id, opp.opportunity_id) as opportunity_id,
         o.order_id,
         coalesce(o.account_id, opp.account_id) as account_id,
-        o.customer_id,
+        case when o.order_id is not null then o.customer_id else opp.customer_id end as customer_id,
         opp.owner_id,
         opp.owner_name,
         opp.region,
@@ -97,52 +100,16 @@ order_flows as (
         coalesce(p.paid_amount, 0) as paid_amount,
         p.paid_amount_reporting,
         p.last_payment_date,
-        coalesce(i.invoices_fx_missing, 0) + coalesce(p.payments_fx_missing, 0)
-            + case when o.amount_reporting is null then 1 else 0 end as fx_missing
+        case
+            when o.order_id is null
+                then case when opp.amount_reporting is null and opp.amount is not null then 1 else 0 end
+            else coalesce(i.invoices_fx_missing, 0) + coalesce(p.payments_fx_missing, 0)
+                + case when o.amount_reporting is null then 1 else 0 end
+        end as fx_missing
     from orders as o
-    left join opportunities as opp on opp.opportunity_id = o.opportunity_id
+    full join opportunities as opp on opp.opportunity_id = o.opportunity_id
     left join invoices as i on i.order_id = o.order_id
     left join payments as p on p.order_id = o.order_id
-),
-
-opportunity_flows as (
-    select
-        'opportunity:' || opp.opportunity_id as flow_id,
-        opp.opportunity_id,
-        cast(null as bigint) as order_id,
-        opp.account_id,
-        opp.customer_id,
-        opp.owner_id,
-        opp.owner_name,
-        opp.region,
-        opp.stage_name,
-        opp.is_closed,
-        opp.is_won,
-        opp.close_date,
-        cast(opp.created_date as date) as opportunity_created_on,
-        opp.amount_reporting as opportunity_amount_reporting,
-        cast(null as date) as order_date,
-        cast(null as text) as order_status,
-        cast(null as text) as order_currency,
-        cast(null as numeric(38, 9)) as order_amount,
-        cast(null as numeric(38, 9)) as order_amount_reporting,
-        0 as invoice_count,
-        cast(0 as numeric(38, 9)) as invoiced_amount,
-        cast(null as numeric) as invoiced_amount_reporting,
-        cast(null as date) as first_invoice_date,
-        0 as payment_count,
-        cast(0 as numeric(38, 9)) as paid_amount,
-        cast(null as numeric) as paid_amount_reporting,
-        cast(null as date) as last_payment_date,
-        case when opp.amount_reporting is null and opp.amount is not null then 1 else 0 end as fx_missing
-    from opportunities as opp
-    where not exists (select 1 from orders as o where o.opportunity_id = opp.opportunity_id)
-),
-
-flows as (
-    select * from order_flows
-    union all
-    select * from opportunity_flows
 ),
 
 phased as (
