@@ -222,14 +222,6 @@ def _hash_halves(col: Column) -> tuple[Column, Column]:
             F.conv(F.substring(hexed, 9, 8), 16, 10).cast("long"))
 
 
-def key_hash_col(key: Column | str) -> Column:
-    """Per-key unsigned 64-bit hash as decimal(38,0): ``conv(substr(md5(key),1,16),16,10)``."""
-    from pyspark.sql import functions as F
-
-    hi, lo = _hash_halves(F.col(key) if isinstance(key, str) else key)
-    return (hi.cast("decimal(38,0)") * F.lit(2**32).cast("decimal(38,0)") + lo).cast("decimal(38,0)")
-
-
 def checksum_sql(column_sql: str) -> str:
     """Spark SQL aggregate expression computing the checksum of ``column_sql``.
 
