@@ -176,27 +176,26 @@ def _raw_results(res: Resources, dataset_id: str, ds: str) -> list:
     from tally.quality.gate import GateResult, validate_parquet
 
     dataset = catalog.get(dataset_id)
-    partition = f"{res.lake.uri}/{res.lake.partition(dataset.lake_path, ds)}"
+
+    def not_there(expectation: str, observed: str, expected: str, sample: list[str], note: str) -> GateResult:
+        return GateResult(
+            suite=f"raw.{dataset_id}", hop="raw", dataset=dataset_id, success=False, evaluated=1, failed=1,
+            failures=[{"expectation": expectation, "column": None, "observed": observed, "expected": expected,
+                       "sample": sample, "note": note}],
+            run_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            target=f"{res.lake.uri}/{res.lake.partition(dataset.lake_path, ds)}")
+
     manifest = res.lake.read_manifest(dataset.lake_path, ds)
     if manifest is None:
-        return [GateResult(
-            suite=f"raw.{dataset_id}", hop="raw", dataset=dataset_id, success=False, evaluated=1, failed=1,
-            failures=[{"expectation": "raw_partition_committed", "column": None, "observed": "no _manifest.json",
-                       "expected": "a committed manifest", "sample": [],
-                       "note": "nothing committed in the raw zone: re-run the extract for this ds"}],
-            run_at=datetime.now(UTC).isoformat(timespec="seconds"), target=partition)]
+        return [not_there("raw_partition_committed", "no _manifest.json", "a committed manifest", [],
+                          "nothing committed in the raw zone: re-run the extract for this ds")]
     listed = res.lake.files(dataset.lake_path, ds)
     missing = [f for f in listed if not res.lake.exists(f)]
     if missing:
-        return [GateResult(
-            suite=f"raw.{dataset_id}", hop="raw", dataset=dataset_id, success=False, evaluated=1, failed=1,
-            failures=[{"expectation": "manifest_files_present", "column": None,
-                       "observed": f"{len(missing)} of {len(listed)} file(s) the manifest lists are gone",
-                       "expected": "every listed file present",
-                       "sample": [m.rsplit("/", 1)[-1] for m in missing[:10]],
-                       "note": "files were deleted after the commit: re-run the extract for this ds"}],
-            run_at=datetime.now(UTC).isoformat(timespec="seconds"), target=partition),
-            schema_check(dataset_id, manifest)]
+        return [not_there("manifest_files_present", f"{len(missing)} of {len(listed)} file(s) the manifest lists "
+                          "are gone", "every listed file present", [m.rsplit("/", 1)[-1] for m in missing[:10]],
+                          "files were deleted after the commit: re-run the extract for this ds"),
+                schema_check(dataset_id, manifest)]
     result = validate_parquet(f"raw.{dataset_id}", res.lake, dataset.lake_path, ds,
                               {"source_count": expected_raw_rows(manifest)})
     return [result, schema_check(dataset_id, manifest)]
