@@ -507,9 +507,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         with contextlib.suppress(OSError):
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self._log("RESET", 0)  # before the client can see the reset, so its log line is there
         with contextlib.suppress(OSError):
             self.connection.close()
-        self._log("RESET", 0)
 
     # responses
     def _send(
@@ -535,10 +535,12 @@ class _Handler(BaseHTTPRequestHandler):
             )
         for name, value in (headers or {}).items():
             self.send_header(name, value)
+        # Logged before the body goes out: once a client has its response, the line is there
+        # (a test reading the log right after a call raced the handler thread otherwise).
+        self._log(status, len(data))
         self.end_headers()
         if self.command != "HEAD" and status != 204:
             self.wfile.write(data)
-        self._log(status, len(data))
 
     def _error(self, status: int, code: str, message: str) -> None:
         self._send(status, [{"message": message, "errorCode": code}])
