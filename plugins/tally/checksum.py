@@ -39,21 +39,32 @@ def checksum(keys: Iterable[object]) -> str:
     return acc.hexdigest()
 
 
-def postgres_key_hash_sql(column_sql: str) -> str:
+# Postgres 18 casts bytea to integers: the first 8 bytes of the decoded md5 ARE the hash, as
+# a signed bigint. Older servers parse the hex digits through bit(64), which costs as much
+# again as the md5 itself.
+PG_BYTEA_TO_BIGINT = 180000
+
+
+def postgres_key_hash_sql(column_sql: str, server_version: int = 0) -> str:
     """SQL expression: ``key_hash`` of ``column_sql`` as a *signed* bigint (the same 64 bits;
-    congruent to the unsigned hash modulo 2**64). One ``md5`` per row."""
-    return f"('x' || substr(md5(({column_sql})::text), 1, 16))::bit(64)::bigint"
+    congruent to the unsigned hash modulo 2**64). One ``md5`` per row. ``server_version`` is
+    the server's ``server_version_num`` (``conn.info.server_version``); 0 = unknown (the form
+    every version understands)."""
+    digest = f"md5(({column_sql})::text)"
+    if server_version >= PG_BYTEA_TO_BIGINT:
+        return f"substr(decode({digest}, 'hex'), 1, 8)::bigint"
+    return f"('x' || substr({digest}, 1, 16))::bit(64)::bigint"
 
 
-def postgres_sql(column_sql: str) -> str:
+def postgres_sql(column_sql: str, server_version: int = 0) -> str:
     """SQL expression (an aggregate) computing the checksum of ``column_sql`` in Postgres.
 
     ``column_sql`` must already be a safely quoted identifier or expression. The signed hashes
     are summed as they are: unsigned and signed hashes are congruent modulo 2**64, so the sum
     reduced into [0, 2**64) is the checksum. ``sum(bigint)`` accumulates in 128-bit integers
-    (fast, exact); one ``md5`` per row.
+    (fast, exact); one ``md5`` per row. ``server_version`` as for ``postgres_key_hash_sql``.
     """
-    total = f"coalesce(sum({postgres_key_hash_sql(column_sql)}), 0)"
+    total = f"coalesce(sum({postgres_key_hash_sql(column_sql, server_version)}), 0)"
     return f"lpad(ops.to_hex_numeric(mod(mod({total}, {MOD}) + {MOD}, {MOD})), 16, '0')"
 
 

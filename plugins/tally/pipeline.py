@@ -425,7 +425,7 @@ def gate_mart(res: Resources, ds: str) -> list[dict]:
         for dataset, mart, key in MART_LEDGER:
             if key == "order_id":  # o2r: only order flows carry an order (one row each)
                 count, checksum = conn.execute(
-                    f"SELECT count(*), {postgres_sql('order_id')} FROM {MART_SCHEMA}.mart_o2r_pipeline"  # noqa: S608
+                    f"SELECT count(*), {postgres_sql('order_id', conn.info.server_version)} FROM {MART_SCHEMA}.mart_o2r_pipeline"  # noqa: S608
                     " WHERE ds = %s AND order_id IS NOT NULL", (ds,)).fetchone()
                 entries.append(Entry(ds, dataset, "mart", count, checksum, {"table": f"{MART_SCHEMA}.{mart}"}))
                 continue

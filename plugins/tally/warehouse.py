@@ -133,7 +133,7 @@ def measure(conn: psycopg.Connection, schema: str, table: str, key_column: str, 
             ds_column: str = "_ds") -> LoadResult:
     """Row count and key checksum of one ds slice, computed in the database."""
     key_sql = sql.Identifier(key_column).as_string(conn)
-    query = sql.SQL("SELECT count(*), " + postgres_sql(key_sql) + " FROM {} WHERE {} = %s").format(  # noqa: S608
+    query = sql.SQL("SELECT count(*), " + postgres_sql(key_sql, conn.info.server_version) + " FROM {} WHERE {} = %s").format(  # noqa: S608
         sql.Identifier(schema, table), sql.Identifier(ds_column))
     count, checksum = conn.execute(query, (ds,)).fetchone()
     return LoadResult(f"{schema}.{table}", ds, count, checksum)

@@ -10,10 +10,10 @@ import psycopg
 import pytest
 
 from tally import catalog, generator, pipeline, sfid
-from tally.checksum import checksum
+from tally.checksum import PG_BYTEA_TO_BIGINT, checksum, key_hash, postgres_sql
 from tally.seed import seed_erp, seed_salesforce
 from tally.sources.erp import ErpOptions
-from tally.warehouse import SchemaChangeError, load_partition
+from tally.warehouse import SchemaChangeError, ensure_ops, load_partition
 
 pytestmark = pytest.mark.integration
 
@@ -96,6 +96,21 @@ def test_load_is_idempotent_and_checksums_agree_with_python(stack, seeded, lake,
     with psycopg.connect(warehouse_conn.conninfo()) as conn:
         total = conn.execute("SELECT sum(total_amount) FROM raw.erp_sales_orders").fetchone()[0]
     assert total == sum(o["total_amount"] for o in seeded.erp["sales_orders"])
+
+
+@pytest.mark.parametrize("server_version", [0, PG_BYTEA_TO_BIGINT], ids=["bit64-cast", "bytea-cast"])
+def test_postgres_checksum_forms_equal_python(warehouse_conn, server_version):
+    """Both SQL forms (any Postgres; 18's bytea cast) give Python's checksum, hashes with the top
+    bit set (negative as signed bigint) and a duplicated key included."""
+    keys = [f"key-{i}" for i in range(2000)] + ["key-7", "006AB0000012345AAA", ""]
+    assert any(key_hash(k) >= 2**63 for k in keys) and any(key_hash(k) < 2**63 for k in keys)
+    with psycopg.connect(warehouse_conn.conninfo()) as conn:
+        if server_version > conn.info.server_version:
+            pytest.skip(f"this Postgres ({conn.info.server_version}) has no bytea-to-bigint cast")
+        ensure_ops(conn)
+        got = conn.execute(f"SELECT {postgres_sql('k', server_version)} FROM unnest(%s::text[]) AS k",  # noqa: S608
+                           (keys,)).fetchone()[0]
+    assert got == checksum(keys)
 
 
 def test_load_preserves_every_type_exactly_and_adds_new_nullable_columns(stack, lake, warehouse_conn):

@@ -131,7 +131,7 @@ class PostgresSession(Session):
         return self.conn.execute(query).fetchone()
 
     def key_hash_sql(self, column_sql: str) -> str:
-        return postgres_key_hash_sql(column_sql)
+        return postgres_key_hash_sql(column_sql, self.conn.info.server_version)
 
     def stream_text(self, query: str, columns: list[str], batch_size: int) -> Iterator[pa.RecordBatch]:
         copy_sql = f"COPY ({query}) TO STDOUT (FORMAT csv)"
