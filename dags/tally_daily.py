@@ -81,6 +81,19 @@ def _reporting_currency() -> str:
     return os.environ.get("TALLY_REPORTING_CURRENCY") or "USD"
 
 
+# Settings the driver JVM takes only at launch, so they go on spark-submit's command line; their
+# values for the spark_default connection's master come from tally.spark_session.launch_conf
+# when the task runs (a local master's driver runs every task: more memory, another collector).
+SPARK_LAUNCH_DEFAULTS = {"spark.driver.memory": "1g", "spark.driver.extraJavaOptions": ""}
+
+
+def _spark_launch(key: str, master: str) -> str:
+    """Rendered when a Spark task runs (a template macro): one launch setting for ``master``."""
+    from tally.spark_session import launch_conf
+
+    return launch_conf(master).get(key, SPARK_LAUNCH_DEFAULTS[key])
+
+
 def spark_job(job: str) -> SparkSubmitOperator:
     """``spark-submit spark_jobs/<job>.py`` on the ``spark_default`` connection's master."""
     return SparkSubmitOperator(
@@ -90,7 +103,8 @@ def spark_job(job: str) -> SparkSubmitOperator:
         name=f"tally-{job.replace('_', '-')}-{{{{ ds_nodash }}}}",
         application_args=["--lake", "{{ conn.tally_lake.host }}", "--ds", DS,
                           "--reporting-currency", "{{ reporting_currency() }}"],
-        conf={"spark.sql.session.timeZone": "UTC"},
+        conf={"spark.sql.session.timeZone": "UTC",
+              **{key: f"{{{{ spark_launch({key!r}, conn.spark_default.host) }}}}" for key in SPARK_LAUNCH_DEFAULTS}},
         retries=1,
     )
 
@@ -105,7 +119,7 @@ def spark_job(job: str) -> SparkSubmitOperator:
     doc_md=__doc__,
     default_args={"owner": "data-platform", "retries": 2, "retry_delay": timedelta(seconds=30),
                   "on_failure_callback": alert_on_failure},
-    user_defined_macros={"reporting_currency": _reporting_currency},
+    user_defined_macros={"reporting_currency": _reporting_currency, "spark_launch": _spark_launch},
 )
 def tally_daily():
     @task(retries=3, retry_delay=timedelta(seconds=20), retry_exponential_backoff=True)

@@ -48,3 +48,29 @@ def test_reporting_currency_renders_from_the_environment(dag, monkeypatch):
     assert template.render(**dag.user_defined_macros) == "USD"
     monkeypatch.setenv("TALLY_REPORTING_CURRENCY", "EUR")
     assert template.render(**dag.user_defined_macros) == "EUR"
+
+
+def test_driver_launch_settings_follow_the_connection_master(dag, monkeypatch):
+    """A local master's driver runs every task: spark-submit gets its memory and collector; a
+    cluster master's driver keeps Spark's defaults."""
+    from types import SimpleNamespace
+
+    from tally.spark_session import LOCAL_DRIVER_JAVA_OPTIONS, local_driver_memory
+
+    monkeypatch.delenv("TALLY_SPARK_DRIVER_MEMORY", raising=False)
+    monkeypatch.delenv("TALLY_SPARK_DRIVER_JAVA_OPTIONS", raising=False)
+    conf = dag.get_task("spark_opportunity_enrichment").conf
+    env = dag.get_template_env()
+
+    def rendered(master: str) -> dict[str, str]:
+        conn = SimpleNamespace(spark_default=SimpleNamespace(host=master))
+        return {k: env.from_string(v).render(conn=conn, **dag.user_defined_macros) for k, v in conf.items()}
+
+    local = rendered("local[2]")
+    assert local["spark.driver.memory"] == local_driver_memory() and local["spark.driver.memory"].endswith("g")
+    assert local["spark.driver.extraJavaOptions"] == LOCAL_DRIVER_JAVA_OPTIONS
+    assert local["spark.sql.session.timeZone"] == "UTC"
+    cluster = rendered("spark://10.0.0.5:7077")
+    assert cluster["spark.driver.memory"] == "1g" and cluster["spark.driver.extraJavaOptions"] == ""
+    monkeypatch.setenv("TALLY_SPARK_DRIVER_MEMORY", "3g")
+    assert rendered("local[*]")["spark.driver.memory"] == "3g"
