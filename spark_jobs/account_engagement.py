@@ -44,23 +44,12 @@ def window_of(ds: str) -> tuple[datetime, datetime]:
     return end - timedelta(days=WINDOW_DAYS), end
 
 
-EVENT_FIELDS = ("account_id", "event_type", "user_email", "occurred_at")
-
-
-def distinct_events(events: DataFrame, repeated: DataFrame) -> DataFrame:
-    """One row per event_id: the first delivery (lowest partition, then offset).
-
-    ``repeated`` lists the event ids delivered more than once (column ``event_id``): only their
-    deliveries are grouped; every other event passes through as it is, so the events are not
-    shuffled by event id (re-deliveries are rare)."""
-    ids = repeated.select(F.col("event_id").alias("_rid"), F.lit(True).alias("_repeated"))
-    # null-safe, as groupBy is: events without an id are one group, as they always were
-    marked = events.join(ids, events["event_id"].eqNullSafe(ids["_rid"]), "left")
-    once = marked.filter(F.col("_repeated").isNull()).select("event_id", *EVENT_FIELDS)
-    first = F.min(F.struct("_kafka_partition", "_kafka_offset", *EVENT_FIELDS)).alias("e")
-    again = (marked.filter(F.col("_repeated")).groupBy("event_id").agg(first)
-             .select("event_id", *[f"e.{c}" for c in EVENT_FIELDS]))
-    return once.unionByName(again)
+def distinct_events(events: DataFrame) -> DataFrame:
+    """One row per event_id: the first delivery (lowest partition, then offset)."""
+    first = F.min(F.struct("_kafka_partition", "_kafka_offset", "account_id", "event_type", "user_email",
+                           "occurred_at")).alias("e")
+    return events.groupBy("event_id").agg(first).select("event_id", "e.account_id", "e.event_type",
+                                                         "e.user_email", "e.occurred_at")
 
 
 def per_account(events: DataFrame, ds: str) -> DataFrame:
@@ -109,15 +98,12 @@ def run(spark: SparkSession, lake_uri: str, ds: str, *, reporting_currency: str 
     accounts = lib.live(spark, lake, "salesforce.Account", ds, inputs)
     opportunities = lib.read_curated(spark, lake, "opportunities", ds, inputs)
     raw_events = lib.read_events(spark, lake, ds, inputs)
-    # Events read, and the event ids delivered more than once with their deliveries: one narrow
-    # pass over the event ids, kept (it is small) for the dedup below. (Not a Spark Observation
-    # inside the output's plan: Spark prunes a join's empty side, observation and all, and the
-    # observation then never reports.)
-    repeated = (raw_events.groupBy("event_id").agg(F.count(F.lit(1)).alias("_n")).filter(F.col("_n") > 1)
-                .cache())
-    read = raw_events.count()
-    extra_deliveries = int(repeated.agg(F.sum(F.col("_n") - 1)).first()[0] or 0)
-    distinct = read - extra_deliveries
+    # Events read and distinct event ids: one narrow pass over the event ids. (Not a Spark
+    # Observation inside the output's plan: Spark prunes a join's empty side, observation and
+    # all, and the observation then never reports.)
+    per_id = raw_events.groupBy("event_id").agg(F.count(F.lit(1)).alias("_n"))
+    read, distinct = per_id.agg(F.sum("_n"), F.count(F.lit(1))).first()
+    read, distinct = int(read or 0), int(distinct or 0)
     counts: dict[str, int] = {}
 
     def with_event_counts(extra: dict) -> dict:
@@ -126,12 +112,9 @@ def run(spark: SparkSession, lake_uri: str, ds: str, *, reporting_currency: str 
                        "events_matched": matched, "events_unmatched_account": distinct - matched})
         return {**extra, "events": dict(counts)}
 
-    try:
-        manifest = lib.write_curated(lake, build(accounts, distinct_events(raw_events, repeated), opportunities, ds),
-                                     OUTPUT, ds, inputs, {"window_days": WINDOW_DAYS}, rows_per_file,
-                                     counts={"": {"events_matched": F.sum("events_total")}}, derive=with_event_counts)
-    finally:
-        repeated.unpersist()
+    manifest = lib.write_curated(lake, build(accounts, distinct_events(raw_events), opportunities, ds), OUTPUT, ds,
+                                 inputs, {"window_days": WINDOW_DAYS}, rows_per_file,
+                                 counts={"": {"events_matched": F.sum("events_total")}}, derive=with_event_counts)
     return lib.summary(JOB, ds, lake, {OUTPUT: manifest}, started, events=counts)
 
 

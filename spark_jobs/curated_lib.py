@@ -199,50 +199,6 @@ def read_events(spark: SparkSession, lake: Lake, ds: str, inputs: dict[str, list
 
 
 # -- hand-typed Salesforce references ------------------------------------------------------
-_SUFFIX_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
-
-
-def _case_mask(ref: Column) -> Column:
-    """The case of a reference's first 15 characters as 15 bits (bit p: character p is an
-    upper-case letter), the pattern Salesforce's 3-character suffix encodes."""
-    mask = None
-    for p in range(15):
-        c = F.substring(ref, p + 1, 1)
-        bit = F.when((c >= "A") & (c <= "Z"), 1 << p).otherwise(0)
-        mask = bit if mask is None else mask + bit
-    return mask
-
-
-def _suffix_mask(ref: Column) -> Column:
-    """The 15-bit case pattern an 18-character reference's suffix encodes (each character,
-    ignoring case, indexes A..Z0..5: 5 bits); -1 if a character is outside A..Z0..5."""
-    codes = [F.instr(F.lit(_SUFFIX_ALPHABET), F.upper(F.substring(ref, 16 + c, 1))) - 1 for c in range(3)]
-    return F.when(F.least(*codes) < 0, -1).otherwise(codes[0] + codes[1] * 32 + codes[2] * 1024)
-
-
-def with_case_safe_id(frame: DataFrame, ref: str, out: str) -> DataFrame:
-    """Add ``out``: the 18-character Id the trimmed reference in ``ref`` names, cased as
-    Salesforce writes it (``tally.sfid.to18``). A 15-character Id gets the suffix its case
-    gives; an 18-character Id gets the case of its first 15 characters from its suffix.
-    NULL for any other length or a suffix character outside A..Z0..5.
-
-    The two case patterns are columns of their own, computed once per row; only references
-    typed in another case than their suffix says (few) are re-cased character by character."""
-    r = F.col(ref)
-    masked = frame.withColumn("_case", _case_mask(r)).withColumn(
-        "_sfx", F.when(F.length(r) == 18, _suffix_mask(r)))
-    case, sfx = F.col("_case"), F.col("_sfx")
-    suffix = F.concat(*[F.substring(F.lit(_SUFFIX_ALPHABET), F.shiftright(case, 5 * c).bitwiseAND(31) + 1, 1)
-                        for c in range(3)])
-    recased = F.concat(*[F.when(sfx.bitwiseAND(1 << p) != 0, F.upper(F.substring(r, p + 1, 1)))
-                         .otherwise(F.lower(F.substring(r, p + 1, 1))) for p in range(15)])
-    tail = F.upper(F.substring(r, 16, 3))
-    key = (F.when(F.length(r) == 15, F.concat(r, suffix))
-           .when(sfx == case, F.concat(F.substring(r, 1, 15), tail))
-           .when(sfx >= 0, F.concat(recased, tail)))
-    return masked.withColumn(out, key).drop("_case", "_sfx")
-
-
 def resolve_reference(frame: DataFrame, ref: str, targets: DataFrame, out: str, how: str) -> DataFrame:
     """Resolve the hand-typed Salesforce id in column ``ref`` against ``targets`` (one column
     ``id``: live 18-character ids). Adds ``out`` (the resolved 18-char id or NULL) and ``how``:
@@ -254,27 +210,34 @@ def resolve_reference(frame: DataFrame, ref: str, targets: DataFrame, out: str, 
     - ``expanded_15``: a 15-char (case-sensitive) reference equal to the first 15 chars of a live id;
     - ``unknown``: anything else (a deleted or never-seen record, a 15-char id in the wrong
       case, a malformed value).
-
-    One equi-join of the reference's ``with_case_safe_id`` with the ids as they are. (Salesforce ids
-    carry their case in the suffix, so for them this is the same as comparing 18-char ids
-    ignoring case, and 15-char ids with the first 15 characters.) Joining on the ids
-    themselves lets Spark reuse their partitioning and order from the latest-version window:
-    only the references are shuffled and sorted.
     """
     cleaned = F.nullif(F.trim(F.col(ref)), F.lit(""))
-    keyed = with_case_safe_id(frame.withColumn("_ref", cleaned), "_ref", "_rk")
-    lookup = targets.select(F.col("id").alias("_tid"))
+    # One lookup table, one join: every live id under its upper-cased 18-char key and its
+    # 15-char key (the lengths differ, so a key names one id at most).
+    lookup = targets.select(F.explode(F.array(
+        F.struct(F.upper("id").alias("_k"), F.col("id").alias("_tid")),
+        F.struct(F.substring("id", 1, 15).alias("_k"), F.col("id").alias("_tid")),
+    )).alias("_t")).select("_t._k", "_t._tid")
+    keyed = frame.withColumn("_ref", cleaned).withColumn(
+        "_rk", F.when(F.length("_ref") == 18, F.upper("_ref")).when(F.length("_ref") == 15, F.col("_ref")))
     # no broadcast hint: the targets may be every live opportunity (millions); Spark broadcasts
     # them by itself below spark.sql.autoBroadcastJoinThreshold (TALLY_SPARK_BROADCAST_MB)
-    joined = keyed.join(lookup, F.col("_rk") == F.col("_tid"), "left")
+    joined = (
+        keyed.join(lookup, F.col("_rk") == F.col("_k"), "left")
+        .withColumn("_id18", F.when(F.length("_ref") == 18, F.col("_tid")))
+        .withColumn("_id15", F.when(F.length("_ref") == 15, F.col("_tid")))
+    )
     resolution = (
         F.when(F.col("_ref").isNull(), "missing_ref")
-        .when(F.col("_tid").isNull(), "unknown")
-        .when(F.length("_ref") == 15, "expanded_15")
-        .when(F.col("_ref") == F.col("_tid"), "exact")
-        .otherwise("case_fixed")
+        .when(F.col("_id18").isNotNull(), F.when(F.col("_ref") == F.col("_id18"), "exact").otherwise("case_fixed"))
+        .when(F.col("_id15").isNotNull(), "expanded_15")
+        .otherwise("unknown")
     )
-    return joined.withColumn(how, resolution).withColumnRenamed("_tid", out).drop("_ref", "_rk")
+    return (
+        joined.withColumn(out, F.coalesce("_id18", "_id15"))
+        .withColumn(how, resolution)
+        .drop("_ref", "_rk", "_k", "_tid", "_id18", "_id15")
+    )
 
 
 # -- FX ------------------------------------------------------------------------------------

@@ -185,27 +185,6 @@ def test_account_engagement_counts_match_an_independent_computation(world):
     assert summaries["account_engagement"]["events"] == manifest["events"]
 
 
-def test_with_case_safe_id_is_salesforce_to18_in_spark_sql(spark):
-    """The join key of reference resolution equals tally.sfid.to18 for every form a hand-typed
-    reference takes; NULL where to18 has no answer (length, suffix outside A..Z0..5)."""
-    lib = w.load_job("conformed_customers").lib
-    ids = [sfid.make(prefix, n) for prefix in ("001", "006") for n in (0, 61, 3_844, 916_132_831, 13_537_086_546_263)]
-    refs = [form for i in ids for form in (i, i.lower(), i.upper(), i[:15], i[:15].lower(), i[:15].upper(),
-                                            i.swapcase(), i[:14], i[:17] + "9", i[:15] + "zz?", i + "X")]
-    got = dict(lib.with_case_safe_id(spark.createDataFrame([(r,) for r in refs], "r string"), "r", "k").collect())
-
-    def to18(ref: str) -> str | None:
-        if len(ref) == 18 and any(c.upper() not in sfid._SUFFIX for c in ref[15:]):
-            return None
-        try:
-            return sfid.to18(ref)
-        except ValueError:
-            return None
-
-    assert got == {r: to18(r) for r in refs}
-    assert all(got[form] == i for i in ids for form in (i, i.lower(), i.upper(), i.swapcase(), i[:15]))
-
-
 def test_reporting_currency_is_configurable(spark, tmp_path):
     root = tmp_path / "lake"
     lake = w.build_lake(root)
