@@ -371,61 +371,29 @@ def reconcile_mart(conn: psycopg.Connection, mart: str, ds: str) -> list[dict]:
     return failures
 
 
-def _mart_sums_and_ledger(conninfo: str, ds: str) -> tuple[dict[str, list[dict]], list[Entry]]:
-    """The reconciliation failures of every mart (``reconcile_mart``) and the ledger's mart hop
-    for ds, on a connection of their own (gate_mart runs this beside GX's validation)."""
-    from tally.checksum import postgres_sql
-    from tally.warehouse import measure
-
-    totals: dict[str, list[dict]] = {}
-    entries: list[Entry] = []
-    with psycopg.connect(conninfo) as conn:
-        # whole-slice aggregates: no nested loops (an IN (subquery) misjudged as tiny took 43 s
-        # instead of 0.05 s at 100k opportunities) and no JIT
-        conn.execute("SET LOCAL enable_nestloop = off")
-        conn.execute("SET LOCAL jit = off")
-        for mart in MARTS:
-            totals[mart] = reconcile_mart(conn, mart, ds)
-        for dataset, mart, key in MART_LEDGER:
-            if key == "order_id":  # o2r: only order flows carry an order (one row each)
-                count, checksum = conn.execute(
-                    f"SELECT count(*), {postgres_sql('order_id', conn.info.server_version)}"  # noqa: S608
-                    f" FROM {MART_SCHEMA}.mart_o2r_pipeline WHERE ds = %s AND order_id IS NOT NULL", (ds,)).fetchone()
-                entries.append(Entry(ds, dataset, "mart", count, checksum, {"table": f"{MART_SCHEMA}.{mart}"}))
-                continue
-            m = measure(conn, MART_SCHEMA, mart, key, ds, ds_column="ds")
-            entries.append(Entry(ds, dataset, "mart", m.row_count, m.key_checksum, {"table": m.table}))
-    return totals, entries
-
-
 def gate_mart(res: Resources, ds: str) -> list[dict]:
     """Every mart's ds slice: its GX suite (`expectations/mart.<mart>.json`, in SQL) and its business
-    totals reconciled exactly with the curated zone; ledger: mart hop. One result per mart.
-
-    The reconciliation and the ledger run on a second connection, in a thread, while GX
-    validates (GX spends half its time in Python): the gate takes about the longer of the two."""
-    from concurrent.futures import ThreadPoolExecutor
-
+    totals reconciled exactly with the curated zone; ledger: mart hop. One result per mart."""
     from psycopg import sql
 
+    from tally.checksum import postgres_sql
     from tally.quality import docs
     from tally.quality.gate import GateResult, validate_postgres_table
-    from tally.warehouse import ensure_ops
+    from tally.warehouse import ensure_ops, measure
 
     check_ds(ds)
-    results = []
-    conninfo = res.warehouse.conninfo()
-    with psycopg.connect(conninfo) as conn:
+    results, entries = [], []
+    with psycopg.connect(res.warehouse.conninfo()) as conn:
         ensure_ops(conn)  # the checksum helper (the loader creates it too)
         for mart in MARTS:
             if conn.execute("SELECT to_regclass(%s)", (f"{MART_SCHEMA}.{mart}",)).fetchone()[0] is None:
                 raise DataProblem(f"{MART_SCHEMA}.{mart} does not exist: did dbt build it?")
         # The tables were just written (COPY, dbt) and autovacuum has not sampled them yet: the
-        # planner misjudged an IN (subquery) check of the reconciliation as tiny and nested
-        # loops over it. Fresh statistics of the columns the checks filter and join on only
-        # (row counts come with any ANALYZE): a whole-table ANALYZE also samples every text and
-        # money column, ~6x the time (0.9 s of the gate at 100k opportunities). Committed, so
-        # the reconciliation's connection plans with them.
+        # planner misjudged an IN (subquery) check below as tiny and nested loops over it, 43 s
+        # instead of 0.05 s at 100k opportunities. Fresh statistics, and no nested loops or JIT
+        # for these whole-slice aggregates. Statistics of the columns the checks filter and join
+        # on only (row counts come with any ANALYZE): a whole-table ANALYZE also samples every
+        # text and money column, ~6x the time (0.9 s of the gate at 100k opportunities).
         tables = [*(f"{MART_SCHEMA}.{m}" for m in MARTS), *(f"curated.{c}" for c in CURATED)]
         stat_columns: dict[str, list[str]] = {}
         for table, column in conn.execute(
@@ -438,29 +406,31 @@ def gate_mart(res: Resources, ds: str) -> list[dict]:
             schema, name = table.split(".")
             conn.execute(sql.SQL("ANALYZE {} ({})").format(
                 sql.Identifier(schema, name), sql.SQL(", ").join(map(sql.Identifier, stat_columns[table]))))
-        expected_rows: dict[str, int] = {}
-        for mart in MARTS:
-            rows_check = next((c for c in MART_RECONCILIATION[mart] if c[0] == "rows"), None)
-            if rows_check:
-                expected_rows[mart] = conn.execute(rows_check[2], {"ds": ds}).fetchone()[0]
-        conn.commit()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gate-mart-sql") as pool:
-        sums = pool.submit(_mart_sums_and_ledger, conninfo, ds)
-        suites = {}
+        conn.execute("SET LOCAL enable_nestloop = off")
+        conn.execute("SET LOCAL jit = off")
         with docs.batch_publish():  # one Data Docs index update for the four marts
             for mart in MARTS:
-                params = {"expected_rows": expected_rows[mart]} if mart in expected_rows else {}
-                suites[mart] = validate_postgres_table(f"mart.{mart}", conninfo, MART_SCHEMA, mart, params,
-                                                       where={"ds": ds})
-        totals, entries = sums.result()
-    for mart in MARTS:
-        suite, failed = suites[mart], totals[mart]
-        n_checks = len(MART_RECONCILIATION[mart])
-        results.append(GateResult(
-            suite=suite.suite, hop="mart", dataset=mart, success=suite.success and not failed,
-            evaluated=suite.evaluated + n_checks, failed=suite.failed + len(failed),
-            failures=suite.failures + failed, run_at=suite.run_at,
-            target=f"{suite.target}; totals vs curated.* where _ds = {ds}", parameters=suite.parameters))
+                rows_check = next((c for c in MART_RECONCILIATION[mart] if c[0] == "rows"), None)
+                expected_rows = conn.execute(rows_check[2], {"ds": ds}).fetchone()[0] if rows_check else None
+                params = {"expected_rows": expected_rows} if expected_rows is not None else {}
+                suite = validate_postgres_table(f"mart.{mart}", res.warehouse.conninfo(), MART_SCHEMA, mart,
+                                                params, where={"ds": ds})
+                totals = reconcile_mart(conn, mart, ds)
+                n_checks = len(MART_RECONCILIATION[mart])
+                results.append(GateResult(
+                    suite=suite.suite, hop="mart", dataset=mart, success=suite.success and not totals,
+                    evaluated=suite.evaluated + n_checks, failed=suite.failed + len(totals),
+                    failures=suite.failures + totals, run_at=suite.run_at,
+                    target=f"{suite.target}; totals vs curated.* where _ds = {ds}", parameters=suite.parameters))
+        for dataset, mart, key in MART_LEDGER:
+            if key == "order_id":  # o2r: only order flows carry an order (one row each)
+                count, checksum = conn.execute(
+                    f"SELECT count(*), {postgres_sql('order_id', conn.info.server_version)} FROM {MART_SCHEMA}.mart_o2r_pipeline"  # noqa: S608
+                    " WHERE ds = %s AND order_id IS NOT NULL", (ds,)).fetchone()
+                entries.append(Entry(ds, dataset, "mart", count, checksum, {"table": f"{MART_SCHEMA}.{mart}"}))
+                continue
+            m = measure(conn, MART_SCHEMA, mart, key, ds, ds_column="ds")
+            entries.append(Entry(ds, dataset, "mart", m.row_count, m.key_checksum, {"table": m.table}))
     _record(res, *entries)
     return _store_and_raise(res, ds, results)
 
