@@ -209,7 +209,7 @@ def main() -> int:
                     times["cosmos"].append(out["seconds"])
                     tasks["cosmos"] = out["tasks"]
         finally:
-            pg.stop()
+            stack.remove(progress=lambda _: None)  # the server, and (as root) its data under /var/tmp
     median = {k: statistics.median(v) for k, v in times.items() if v}
     for k, v in median.items():
         print(f"{k:12s} {v:8.1f} s  ({len(times[k])} runs, {tasks.get(k, 1)} task(s))")

@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -240,8 +239,7 @@ def main() -> None:
             raise SystemExit(f"the runner failed (exit {proc.returncode})")
         report = json.loads(proc.stdout.strip().splitlines()[-1])
     finally:
-        stack.down(progress=lambda _: None)
-        shutil.rmtree(home, ignore_errors=True)
+        stack.remove(progress=lambda _: None)
 
     out = Console()
     table = Table(title=f"Gate vs the stage it guards, forked from a GX-preloaded parent "

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,8 +31,7 @@ def stack():
         s.up(progress=lambda _: None, with_airflow=False)
         yield s
     finally:  # also when start-up itself failed half-way
-        s.down(progress=lambda _: None)
-    shutil.rmtree(_HOME, ignore_errors=True)
+        s.remove(progress=lambda _: None)
 
 
 @pytest.fixture(scope="session")

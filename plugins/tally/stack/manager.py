@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tally.config import PostgresConn, read_json, tally_home, write_private_json
 from tally.stack import airflow
-from tally.stack.postgres import EmbeddedPostgres, data_root
+from tally.stack.postgres import EmbeddedPostgres, data_root, remove_data_root
 from tally.stack.process import alive, free_port, port_open, spawn, stop, wait_until
 
 Progress = Callable[[str], None]
@@ -245,6 +245,15 @@ class Stack:
             self._pg().stop()
         if self.state:
             self._save()
+
+    def remove(self, progress: Progress = print) -> None:
+        """``down``, then delete everything the stack keeps: its home and, as root, the
+        Postgres cluster kept outside it. For throw-away stacks (tests, benchmarks)."""
+        import shutil
+
+        self.down(progress)
+        remove_data_root(self.home)
+        shutil.rmtree(self.home, ignore_errors=True)
 
     def status(self) -> list[ServiceStatus]:
         if not self.state:

@@ -1,0 +1,47 @@
+"""Where the embedded Postgres cluster lives, and that a throw-away stack leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tally.stack.postgres import data_root, remove_data_root
+
+
+@pytest.fixture()
+def open_dir():
+    """A directory every user can traverse, as is every parent (/tmp; not pytest's tmp_path)."""
+    path = Path(tempfile.mkdtemp(prefix="tally-data-root-", dir="/tmp"))
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_a_home_others_can_reach_keeps_its_cluster_inside(open_dir):
+    home = open_dir / ".tally"
+    home.mkdir(mode=0o755)
+    root = data_root(home)
+    assert root == home / "postgres"
+    root.mkdir()
+    remove_data_root(home)  # inside home: deleting home deletes it
+    assert root.is_dir()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root moves the cluster out of a closed home")
+def test_a_closed_home_as_root_keeps_its_cluster_under_var_tmp_and_remove_deletes_it(open_dir):
+    home = open_dir / "closed" / ".tally"
+    home.mkdir(parents=True)
+    os.chmod(open_dir / "closed", 0o700)
+    root = data_root(home)
+    assert str(root).startswith("/var/tmp/tally-postgres-")
+    (root / "data").mkdir(parents=True)
+    try:
+        assert data_root(home) == root  # the same home finds its cluster again
+        remove_data_root(home)
+        assert not root.exists()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
