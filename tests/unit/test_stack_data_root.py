@@ -45,3 +45,26 @@ def test_a_closed_home_as_root_keeps_its_cluster_under_var_tmp_and_remove_delete
         assert not root.exists()
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root moves the cluster out of a closed home")
+def test_a_fresh_state_does_not_reuse_a_cluster_left_behind_by_a_deleted_home(open_dir):
+    """"Delete .tally/ to reset": the next stack gets a new password, so the old cluster under
+    /var/tmp (which only knows the old one) must go too."""
+    from tally.stack.manager import Stack
+
+    home = open_dir / "closed" / ".tally"
+    home.mkdir(parents=True)
+    os.chmod(open_dir / "closed", 0o700)
+    stale = data_root(home)
+    (stale / "data").mkdir(parents=True)
+    (stale / "data" / "PG_VERSION").write_text("18\n")
+    try:
+        stack = Stack(home=home)
+        stack._ensure_state()
+        assert not stale.exists()
+        (stale / "data").mkdir(parents=True)  # a cluster the current state made stays
+        Stack(home=home)._ensure_state()
+        assert (stale / "data").is_dir()
+    finally:
+        shutil.rmtree(stale, ignore_errors=True)

@@ -54,6 +54,10 @@ class Stack:
     def _ensure_state(self) -> None:
         s = self.state
         s.setdefault("lake_uri", str(self.home / "lake"))
+        if "postgres" not in s:
+            # A new password for a new cluster: a cluster left outside a deleted home (as root,
+            # under /var/tmp) still has the old one, and the stack could not log in to it.
+            remove_data_root(self.home)
         s.setdefault("postgres", {"user": "tally", "password": _secret()})
         s.setdefault("s3", {"access_key": "tally", "secret_key": _secret(), "bucket": "tally-lake"})
         s.setdefault("kafka", {})
