@@ -81,17 +81,18 @@ def _reporting_currency() -> str:
     return os.environ.get("TALLY_REPORTING_CURRENCY") or "USD"
 
 
-# Settings the driver JVM takes only at launch, so they go on spark-submit's command line; their
-# values for the spark_default connection's master come from tally.spark_session.launch_conf
-# when the task runs (a local master's driver runs every task: more memory, another collector).
-SPARK_LAUNCH_DEFAULTS = {"spark.driver.memory": "1g", "spark.driver.extraJavaOptions": ""}
+# Settings the driver JVM takes only at launch (tally.spark_session.launch_conf's keys), so they go on
+# spark-submit's command line; their values for the spark_default connection's master come from
+# tally.spark_session.launch_conf when the task runs (a local master's driver runs every task:
+# more memory, another collector).
+SPARK_LAUNCH_KEYS = ("spark.driver.memory", "spark.driver.extraJavaOptions")
 
 
 def _spark_launch(key: str, master: str) -> str:
     """Rendered when a Spark task runs (a template macro): one launch setting for ``master``."""
     from tally.spark_session import launch_conf
 
-    return launch_conf(master).get(key, SPARK_LAUNCH_DEFAULTS[key])
+    return launch_conf(master)[key]
 
 
 def spark_job(job: str) -> SparkSubmitOperator:
@@ -104,7 +105,7 @@ def spark_job(job: str) -> SparkSubmitOperator:
         application_args=["--lake", "{{ conn.tally_lake.host }}", "--ds", DS,
                           "--reporting-currency", "{{ reporting_currency() }}"],
         conf={"spark.sql.session.timeZone": "UTC",
-              **{key: f"{{{{ spark_launch({key!r}, conn.spark_default.host) }}}}" for key in SPARK_LAUNCH_DEFAULTS}},
+              **{key: f"{{{{ spark_launch({key!r}, conn.spark_default.host) }}}}" for key in SPARK_LAUNCH_KEYS}},
         retries=1,
     )
 

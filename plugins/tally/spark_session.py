@@ -141,7 +141,6 @@ def default_conf(master: str | None) -> dict[str, str]:
         # limit sorts every raw row first to drop the older versions early; raw history is
         # mostly one version per key, so that sort is pure cost (a third of the window's time).
         "spark.sql.optimizer.windowGroupLimitThreshold": "-1",
-        "spark.driver.memory": os.environ.get("TALLY_SPARK_DRIVER_MEMORY", "1g"),  # local: launch_conf
         "spark.executor.memory": os.environ.get("TALLY_SPARK_EXECUTOR_MEMORY", "1g"),
         # Parquet that pyarrow, Postgres loaders and the lake schema agree on.
         "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
@@ -149,8 +148,8 @@ def default_conf(master: str | None) -> dict[str, str]:
         "spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs": "false",
         "spark.ui.showConsoleProgress": "false",
     }
+    conf.update(launch_conf(master or "local[*]"))
     if master is None or master.startswith("local"):
-        conf.update(launch_conf(master or "local[*]"))
         conf["spark.ui.enabled"] = "false"
         conf["spark.driver.host"] = os.environ.get("SPARK_LOCAL_IP", DEFAULT_LOCAL_IP)
         conf["spark.driver.bindAddress"] = conf["spark.driver.host"]
@@ -164,16 +163,15 @@ LOCAL_DRIVER_JAVA_OPTIONS = "-XX:+UseParallelGC"
 
 
 def launch_conf(master: str | None) -> dict[str, str]:
-    """The settings that only take effect when the driver JVM starts: pass them to
-    ``spark-submit`` (``--conf``); ``build_session`` sets them itself in-process. For a local
-    master: driver memory (``local_driver_memory``) and ``LOCAL_DRIVER_JAVA_OPTIONS``; for a
-    cluster master: none (the driver only coordinates; Spark's defaults)."""
-    if not (master or "").startswith("local"):
-        return {}
+    """The settings that only take effect when the driver JVM starts: pass
+    them to ``spark-submit`` (``--conf``); ``build_session`` sets them itself in-process. For a
+    local master: driver memory (``local_driver_memory``) and ``LOCAL_DRIVER_JAVA_OPTIONS``; for
+    a cluster master, whose driver only coordinates: ``1g`` and no options."""
+    local = (master or "").startswith("local")
     return {
-        "spark.driver.memory": os.environ.get("TALLY_SPARK_DRIVER_MEMORY", local_driver_memory()),
+        "spark.driver.memory": os.environ.get("TALLY_SPARK_DRIVER_MEMORY", local_driver_memory() if local else "1g"),
         "spark.driver.extraJavaOptions": os.environ.get("TALLY_SPARK_DRIVER_JAVA_OPTIONS",
-                                                        LOCAL_DRIVER_JAVA_OPTIONS),
+                                                        LOCAL_DRIVER_JAVA_OPTIONS if local else ""),
     }
 
 

@@ -55,11 +55,12 @@ def test_driver_launch_settings_follow_the_connection_master(dag, monkeypatch):
     cluster master's driver keeps Spark's defaults."""
     from types import SimpleNamespace
 
-    from tally.spark_session import LOCAL_DRIVER_JAVA_OPTIONS, local_driver_memory
+    from tally.spark_session import LOCAL_DRIVER_JAVA_OPTIONS, launch_conf, local_driver_memory
 
     monkeypatch.delenv("TALLY_SPARK_DRIVER_MEMORY", raising=False)
     monkeypatch.delenv("TALLY_SPARK_DRIVER_JAVA_OPTIONS", raising=False)
     conf = dag.get_task("spark_opportunity_enrichment").conf
+    assert set(launch_conf("local[2]")) <= set(conf)  # every launch setting reaches spark-submit
     env = dag.get_template_env()
 
     def rendered(master: str) -> dict[str, str]:

@@ -21,6 +21,15 @@ def open_dir():
     shutil.rmtree(path, ignore_errors=True)
 
 
+@pytest.fixture()
+def closed_home(open_dir):
+    """A stack home under a directory other users cannot enter."""
+    home = open_dir / "closed" / ".tally"
+    home.mkdir(parents=True)
+    os.chmod(open_dir / "closed", 0o700)
+    return home
+
+
 def test_a_home_others_can_reach_keeps_its_cluster_inside(open_dir):
     home = open_dir / ".tally"
     home.mkdir(mode=0o755)
@@ -32,10 +41,8 @@ def test_a_home_others_can_reach_keeps_its_cluster_inside(open_dir):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root moves the cluster out of a closed home")
-def test_a_closed_home_as_root_keeps_its_cluster_under_var_tmp_and_remove_deletes_it(open_dir):
-    home = open_dir / "closed" / ".tally"
-    home.mkdir(parents=True)
-    os.chmod(open_dir / "closed", 0o700)
+def test_a_closed_home_as_root_keeps_its_cluster_under_var_tmp_and_remove_deletes_it(closed_home):
+    home = closed_home
     root = data_root(home)
     assert str(root).startswith("/var/tmp/tally-postgres-")
     (root / "data").mkdir(parents=True)
@@ -48,14 +55,12 @@ def test_a_closed_home_as_root_keeps_its_cluster_under_var_tmp_and_remove_delete
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root moves the cluster out of a closed home")
-def test_a_fresh_state_does_not_reuse_a_cluster_left_behind_by_a_deleted_home(open_dir):
+def test_a_fresh_state_does_not_reuse_a_cluster_left_behind_by_a_deleted_home(closed_home):
     """"Delete .tally/ to reset": the next stack gets a new password, so the old cluster under
     /var/tmp (which only knows the old one) must go too."""
     from tally.stack.manager import Stack
 
-    home = open_dir / "closed" / ".tally"
-    home.mkdir(parents=True)
-    os.chmod(open_dir / "closed", 0o700)
+    home = closed_home
     stale = data_root(home)
     (stale / "data").mkdir(parents=True)
     (stale / "data" / "PG_VERSION").write_text("18\n")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import ssl
 import sys
 import urllib.request
@@ -253,8 +254,6 @@ class Stack:
     def remove(self, progress: Progress = print) -> None:
         """``down``, then delete everything the stack keeps: its home and, as root, the
         Postgres cluster kept outside it. For throw-away stacks (tests, benchmarks)."""
-        import shutil
-
         self.down(progress)
         remove_data_root(self.home)
         shutil.rmtree(self.home, ignore_errors=True)
