@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 	  || { echo "Create the venv with Python 3.11: make PYTHON=/path/to/python3.11"; exit 1; }
 	@test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet uv
 	$(BIN)/uv pip install --python $(BIN)/python --quiet -e '.[dev]'
+	@# pyspark is an sdist: uv builds a new 1.3 GB wheel revision whenever the index answers a
+	@# revalidation as modified, and keeps every old one. Drop those (only unreferenced entries).
+	@$(BIN)/uv cache prune --quiet || true
 	@touch $(STAMP)
 
 install: $(STAMP)
