@@ -6,6 +6,7 @@ so that it cannot collide with the marts dbt builds in the same warehouse.
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import date
 from decimal import Decimal
@@ -92,6 +93,34 @@ def test_one_ds_passes(warehouse_dsn, mart):
     # the same batch as a raw SQL predicate
     again = gate.validate_postgres_table(SUITE, warehouse_dsn, schema, table, params, where="ds = '2024-01-02'")
     assert again.success, again.summary()
+
+
+def test_a_clean_batch_is_not_scanned_for_samples(warehouse_dsn, mart):
+    """Every query GX sends for a clean ds fetches no offending values (the sample pass runs only
+    for expectations that counted some); a dirty ds gets its samples (next test)."""
+    import sqlalchemy as sa
+
+    schema, table, rows = mart
+    limits: list[tuple[str, object]] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        if " LIMIT " in statement:
+            limits.append((statement, parameters))
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", record)
+    try:
+        result = gate.validate_postgres_table(SUITE, warehouse_dsn, schema, table,
+                                              {"expected_rows": REPS, "expected_won_amount": won_total(rows[DS2])},
+                                              where={"ds": DS2})
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", record)
+    assert result.success, result.summary()
+    fetched = []
+    for statement, parameters in limits:
+        literal = re.search(r"LIMIT (\d+)", statement)
+        bound = re.search(r"LIMIT %\((\w+)\)s", statement)
+        fetched.append(int(literal.group(1)) if literal else parameters[bound.group(1)])
+    assert fetched == [0] * 5, limits  # the probe, then the 4 row-level checks of the frozen suite
 
 
 def test_whole_table_without_where(warehouse_dsn, mart):
@@ -190,3 +219,21 @@ def test_sql_validation_publishes_its_data_docs_page(warehouse_dsn, mart, tmp_pa
     assert "owner_id" in page and "005000000000000000" in page  # GX's page shows the duplicated key
     entry = docs.latest(site)[0]
     assert entry["asset_name"] == result.target and entry["validation_success"] is False
+
+
+@pytest.mark.timeout(120)  # a child reading the parent's socket waits forever
+def test_forked_workers_validate_on_their_own_connections(warehouse_dsn, mart):
+    """A gate forks its validations (tally.quality.parallel) after this process has connected: the
+    children must not share the parent's pooled connection, and the parent's keeps working."""
+    from tally.quality.parallel import fork_each
+
+    schema, table, rows = mart
+
+    def validate(ds: date) -> tuple[bool, str]:
+        params = {"expected_rows": REPS, "expected_won_amount": won_total(rows[ds])}
+        result = gate.validate_postgres_table(SUITE, warehouse_dsn, schema, table, params, where={"ds": ds})
+        return result.success, result.summary()
+
+    assert validate(DS1)[0]  # the parent's engine now holds a pooled connection
+    assert fork_each(validate, [DS1, DS2, DS1, DS2], workers=2) == [(True, f"{SUITE}: 6/6 passed")] * 4
+    assert validate(DS2)[0]

@@ -194,6 +194,36 @@ def test_sample_is_capped_at_ten():
     assert f["observed"] == 50 and len(f["sample"]) == 10
 
 
+def test_counts_then_samples_returns_what_one_basic_pass_does():
+    """The gate counts first and samples only the expectations that found offending rows; the
+    results equal GX's single BASIC pass: failures with samples, a ``mostly`` expectation that
+    passes with offending rows (and its sample), clean expectations with their zero counts."""
+    from great_expectations.validator.v1_validator import Validator
+
+    df = opportunities(60)
+    df.loc[[3, 9], "StageName"] = "Closed Sort Of"
+    df.loc[5, "Probability"] = 150.0
+    suite_dict = suites.load_suite_dict("raw.salesforce.Opportunity")
+    suite_dict["expectations"].append({"type": "expect_column_values_to_match_regex",
+                                       "kwargs": {"column": "Name", "regex": "^Deal [0-4]$", "mostly": 0.05}})
+    params = {"source_count": 60}
+    frame = gate._prepare_frame(df, suite_dict)
+    suite, two_pass = gate._validate_frame(suite_dict, frame, params)
+    one_pass = Validator(gate._pandas_batch_definition(gate.get_context()), result_format=gate.RESULT_FORMAT,
+                         batch_parameters={"dataframe": frame}).validate_expectation_suite(suite, params)
+
+    def outcome(result) -> list[str]:
+        return sorted(json.dumps([r.expectation_config.type, r.expectation_config.kwargs, r.success, r.result],
+                                 sort_keys=True, default=str) for r in result.results)
+
+    assert outcome(two_pass) == outcome(one_pass)
+    regex = next(r for r in two_pass.results if r.expectation_config.type == "expect_column_values_to_match_regex")
+    assert regex.success and regex.result["unexpected_count"] == 55
+    assert regex.result["partial_unexpected_list"] == [f"Deal {i}" for i in range(5, 15)]
+    assert [f["column"] for f in gate._gate_result(suite_dict, two_pass, target="t", parameters=params).failures] \
+        == ["Probability", "StageName"]
+
+
 def test_every_reason_at_once_and_json_result():
     df = opportunities(20)
     df.loc[0, "Id"] = None
