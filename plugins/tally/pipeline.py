@@ -276,74 +276,64 @@ def dbt_build(res: Resources, ds: str, select: str | None = None) -> None:
 
 # -- mart gate -----------------------------------------------------------------------
 # Business totals each mart must share exactly with the curated zone (warehouse `curated.*`, itself
-# gated against the Spark manifests), for one ds: (check, mart-side SQL, curated-side SQL). Both
+# gated against the Spark manifests), for one ds: (checks, mart-side SQL, curated-side SQL), each
+# side one row with a value per check, so that a table is scanned once for all its totals. Both
 # sides are computed in Postgres as numeric/bigint and compared exactly (Decimal ==), never as
-# float. `%(ds)s` is the ds; a mart-side entry that is not a full SELECT is an aggregate over the
-# mart's ds slice.
-MART_RECONCILIATION: dict[str, list[tuple[str, str, str]]] = {
+# float. `%(ds)s` is the ds; a mart-side entry that is not a full SELECT is a select list over the
+# mart's ds slice. A `rows` check's expected value is also the mart suite's `expected_rows`.
+MART_RECONCILIATION: dict[str, list[tuple[tuple[str, ...], str, str]]] = {
     "mart_rep_performance": [
-        ("rows", "count(*)", "SELECT count(*) FROM curated.rep_rankings WHERE _ds = %(ds)s::date"),
-        ("sum_won_amount", "coalesce(sum(won_amount), 0)",
-         "SELECT coalesce(sum(won_amount), 0) FROM curated.rep_rankings WHERE _ds = %(ds)s::date"),
-        ("sum_open_pipeline", "coalesce(sum(open_pipeline), 0)",
-         "SELECT coalesce(sum(open_pipeline), 0) FROM curated.rep_rankings WHERE _ds = %(ds)s::date"),
-        ("sum_won_count", "coalesce(sum(won_count), 0)",
-         "SELECT coalesce(sum(won_count), 0) FROM curated.rep_rankings WHERE _ds = %(ds)s::date"),
-        ("sum_closed_count", "coalesce(sum(closed_count), 0)",
-         "SELECT coalesce(sum(closed_count), 0) FROM curated.rep_rankings WHERE _ds = %(ds)s::date"),
-        ("sum_opportunity_count", "coalesce(sum(opportunity_count), 0)",
-         "SELECT coalesce(sum(opportunity_count), 0) FROM curated.rep_rankings WHERE _ds = %(ds)s::date"),
+        (("rows", "sum_won_amount", "sum_open_pipeline", "sum_won_count", "sum_closed_count", "sum_opportunity_count"),
+         "count(*), coalesce(sum(won_amount), 0), coalesce(sum(open_pipeline), 0), coalesce(sum(won_count), 0),"
+         " coalesce(sum(closed_count), 0), coalesce(sum(opportunity_count), 0)",
+         "SELECT count(*), coalesce(sum(won_amount), 0), coalesce(sum(open_pipeline), 0), coalesce(sum(won_count), 0),"
+         " coalesce(sum(closed_count), 0), coalesce(sum(opportunity_count), 0)"
+         " FROM curated.rep_rankings WHERE _ds = %(ds)s::date"),
     ],
     "mart_o2r_pipeline": [
-        ("rows", "count(*)",
-         "SELECT (SELECT count(*) FROM curated.order_links WHERE _ds = %(ds)s::date)"
-         " + (SELECT count(*) FROM curated.opportunities c WHERE c._ds = %(ds)s::date AND NOT EXISTS"
-         " (SELECT 1 FROM curated.order_links o WHERE o._ds = %(ds)s::date AND o.opportunity_id = c.opportunity_id))"),
-        ("orders", "count(order_id)", "SELECT count(*) FROM curated.order_links WHERE _ds = %(ds)s::date"),
-        ("sum_order_amount_reporting", "coalesce(sum(order_amount_reporting), 0)",
-         "SELECT coalesce(sum(amount_reporting), 0) FROM curated.order_links WHERE _ds = %(ds)s::date"),
-        ("opportunities_present",
+        # one row per order, plus one per opportunity without orders
+        (("rows", "orders", "sum_order_amount_reporting", "sum_orderless_opportunity_amount_reporting"),
+         "count(*), count(order_id), coalesce(sum(order_amount_reporting), 0),"
+         " coalesce(sum(opportunity_amount_reporting) FILTER (WHERE order_id IS NULL), 0)",
+         "SELECT l.n + c.n, l.n, l.amount, c.amount FROM"
+         " (SELECT count(*) AS n, coalesce(sum(amount_reporting), 0) AS amount"
+         "  FROM curated.order_links WHERE _ds = %(ds)s::date) AS l,"
+         " (SELECT count(*) AS n, coalesce(sum(c.amount_reporting), 0) AS amount"
+         "  FROM curated.opportunities c WHERE c._ds = %(ds)s::date AND NOT EXISTS (SELECT 1 FROM curated.order_links o"
+         "  WHERE o._ds = %(ds)s::date AND o.opportunity_id = c.opportunity_id)) AS c"),
+        (("opportunities_present",),
          "SELECT count(*) FROM curated.opportunities c WHERE c._ds = %(ds)s::date AND EXISTS (SELECT 1 FROM"
          " marts.mart_o2r_pipeline m WHERE m.ds = %(ds)s::date AND m.opportunity_id = c.opportunity_id)",
          "SELECT count(*) FROM curated.opportunities WHERE _ds = %(ds)s::date"),
-        ("sum_orderless_opportunity_amount_reporting",
-         "coalesce(sum(opportunity_amount_reporting) FILTER (WHERE order_id IS NULL), 0)",
-         "SELECT coalesce(sum(c.amount_reporting), 0) FROM curated.opportunities c WHERE c._ds = %(ds)s::date"
-         " AND NOT EXISTS (SELECT 1 FROM curated.order_links o WHERE o._ds = %(ds)s::date"
-         " AND o.opportunity_id = c.opportunity_id)"),
     ],
     "mart_revenue_by_country": [
-        ("sum_bookings_amount", "coalesce(sum(bookings_amount), 0)",
-         "SELECT coalesce(sum(amount_reporting), 0) FROM curated.order_links WHERE _ds = %(ds)s::date"
-         " AND status IS DISTINCT FROM 'cancelled'"),
-        ("sum_bookings_count", "coalesce(sum(bookings_count), 0)",
-         "SELECT count(*) FROM curated.order_links WHERE _ds = %(ds)s::date AND status IS DISTINCT FROM 'cancelled'"),
-        ("sum_bookings_fx_missing", "coalesce(sum(bookings_fx_missing), 0)",
-         "SELECT count(*) FROM curated.order_links WHERE _ds = %(ds)s::date AND status IS DISTINCT FROM 'cancelled'"
-         " AND amount_reporting IS NULL"),
         # invoices and payments are not in the curated zone: the live ERP rows as of ds, from the warehouse
-        ("sum_billings_count", "coalesce(sum(billings_count), 0)",
-         "SELECT count(*) FROM (SELECT DISTINCT ON (invoice_id) * FROM raw.erp_invoices WHERE _ds <= %(ds)s::date"
-         " ORDER BY invoice_id, updated_at DESC NULLS LAST, _ds DESC, _loaded_at DESC) AS v"
-         " WHERE NOT coalesce(_deleted, false) AND status IS DISTINCT FROM 'void'"),
-        ("sum_collections_count", "coalesce(sum(collections_count), 0)",
-         "SELECT count(*) FROM (SELECT DISTINCT ON (payment_id) * FROM raw.erp_payments WHERE _ds <= %(ds)s::date"
-         " ORDER BY payment_id, updated_at DESC NULLS LAST, _ds DESC, _loaded_at DESC) AS v"
-         " WHERE NOT coalesce(_deleted, false)"),
+        (("sum_bookings_amount", "sum_bookings_count", "sum_bookings_fx_missing", "sum_billings_count",
+          "sum_collections_count"),
+         "coalesce(sum(bookings_amount), 0), coalesce(sum(bookings_count), 0), coalesce(sum(bookings_fx_missing), 0),"
+         " coalesce(sum(billings_count), 0), coalesce(sum(collections_count), 0)",
+         "SELECT b.amount, b.n, b.fx_missing, i.n, p.n FROM"
+         " (SELECT coalesce(sum(amount_reporting), 0) AS amount, count(*) AS n,"
+         "  count(*) FILTER (WHERE amount_reporting IS NULL) AS fx_missing"
+         "  FROM curated.order_links WHERE _ds = %(ds)s::date AND status IS DISTINCT FROM 'cancelled') AS b,"
+         " (SELECT count(*) AS n FROM (SELECT DISTINCT ON (invoice_id) * FROM raw.erp_invoices WHERE _ds <= %(ds)s::date"
+         "  ORDER BY invoice_id, updated_at DESC NULLS LAST, _ds DESC, _loaded_at DESC) AS v"
+         "  WHERE NOT coalesce(_deleted, false) AND status IS DISTINCT FROM 'void') AS i,"
+         " (SELECT count(*) AS n FROM (SELECT DISTINCT ON (payment_id) * FROM raw.erp_payments WHERE _ds <= %(ds)s::date"
+         "  ORDER BY payment_id, updated_at DESC NULLS LAST, _ds DESC, _loaded_at DESC) AS v"
+         "  WHERE NOT coalesce(_deleted, false)) AS p"),
     ],
     "mart_account_health": [
-        ("rows", "count(*)", "SELECT count(*) FROM curated.account_engagement WHERE _ds = %(ds)s::date"),
-        ("sum_events_30d", "coalesce(sum(events_30d), 0)",
-         "SELECT coalesce(sum(events_30d), 0) FROM curated.account_engagement WHERE _ds = %(ds)s::date"),
         # business rule: open pipeline = not closed, probability 10-89 %, non-zero amount; live accounts
-        ("sum_open_opportunities", "coalesce(sum(open_opportunities), 0)",
-         "SELECT count(*) FROM curated.opportunities o WHERE o._ds = %(ds)s::date"
-         " AND NOT coalesce(o.is_closed, false) AND o.probability BETWEEN 10 AND 89 AND o.amount <> 0"
-         " AND o.account_id IN (SELECT account_id FROM curated.account_engagement WHERE _ds = %(ds)s::date)"),
-        ("sum_open_pipeline", "coalesce(sum(open_pipeline), 0)",
-         "SELECT coalesce(sum(o.amount_reporting), 0) FROM curated.opportunities o WHERE o._ds = %(ds)s::date"
-         " AND NOT coalesce(o.is_closed, false) AND o.probability BETWEEN 10 AND 89 AND o.amount <> 0"
-         " AND o.account_id IN (SELECT account_id FROM curated.account_engagement WHERE _ds = %(ds)s::date)"),
+        (("rows", "sum_events_30d", "sum_open_opportunities", "sum_open_pipeline"),
+         "count(*), coalesce(sum(events_30d), 0), coalesce(sum(open_opportunities), 0), coalesce(sum(open_pipeline), 0)",
+         "SELECT e.n, e.events, o.n, o.amount FROM"
+         " (SELECT count(*) AS n, coalesce(sum(events_30d), 0) AS events"
+         "  FROM curated.account_engagement WHERE _ds = %(ds)s::date) AS e,"
+         " (SELECT count(*) AS n, coalesce(sum(o.amount_reporting), 0) AS amount"
+         "  FROM curated.opportunities o WHERE o._ds = %(ds)s::date"
+         "  AND NOT coalesce(o.is_closed, false) AND o.probability BETWEEN 10 AND 89 AND o.amount <> 0"
+         "  AND o.account_id IN (SELECT account_id FROM curated.account_engagement WHERE _ds = %(ds)s::date)) AS o"),
     ],
 }
 # Columns gate_mart refreshes statistics of before reconciling: slice dates and join keys.
@@ -354,31 +344,41 @@ MART_LEDGER = (("rep_rankings", "mart_rep_performance", "ranking_id"),
                ("account_engagement", "mart_account_health", "account_id"))
 
 
-def reconcile_mart(conn: psycopg.Connection, mart: str, ds: str) -> list[dict]:
-    """The failed reconciliation checks of one mart for ds: observed (mart) vs expected (curated)."""
+def mart_totals(conn: psycopg.Connection, mart: str, ds: str) -> dict[str, tuple[object, object]]:
+    """Every reconciliation check of one mart for ds: ``{check: (observed in the mart, expected
+    from the curated zone)}``."""
     from psycopg import sql
 
-    failures = []
-    for check, mart_expr, curated_sql in MART_RECONCILIATION[mart]:
-        mart_sql = sql.SQL(mart_expr) if mart_expr.startswith("SELECT ") else sql.SQL(
-            "SELECT {} FROM {} WHERE ds = %(ds)s::date").format(sql.SQL(mart_expr), sql.Identifier(MART_SCHEMA, mart))
-        observed = conn.execute(mart_sql, {"ds": ds}).fetchone()[0]
-        expected = conn.execute(curated_sql, {"ds": ds}).fetchone()[0]  # type: ignore[call-overload]
-        if observed != expected:
-            failures.append({"expectation": f"mart_{check}_equals_curated", "column": check,
-                             "observed": str(observed), "expected": str(expected),
-                             "difference": str(observed - expected) if None not in (observed, expected) else None})
-    return failures
+    totals: dict[str, tuple[object, object]] = {}
+    for checks, mart_side, curated_side in MART_RECONCILIATION[mart]:
+        mart_sql = sql.SQL(mart_side) if mart_side.startswith("SELECT ") else sql.SQL(
+            "SELECT {} FROM {} WHERE ds = %(ds)s::date").format(sql.SQL(mart_side), sql.Identifier(MART_SCHEMA, mart))
+        observed = conn.execute(mart_sql, {"ds": ds}).fetchone()
+        expected = conn.execute(curated_side, {"ds": ds}).fetchone()  # type: ignore[call-overload]
+        totals.update(zip(checks, zip(observed, expected, strict=True), strict=True))
+    return totals
 
 
-def gate_mart(res: Resources, ds: str) -> list[dict]:
+def totals_failures(totals: dict[str, tuple[object, object]]) -> list[dict]:
+    """The checks of :func:`mart_totals` whose two sides differ, as gate failures."""
+    return [{"expectation": f"mart_{check}_equals_curated", "column": check,
+             "observed": str(observed), "expected": str(expected),
+             "difference": str(observed - expected) if None not in (observed, expected) else None}  # type: ignore[operator]
+            for check, (observed, expected) in totals.items() if observed != expected]
+
+
+def gate_mart(res: Resources, ds: str, workers: int | None = None) -> list[dict]:
     """Every mart's ds slice: its GX suite (`expectations/mart.<mart>.json`, in SQL) and its business
-    totals reconciled exactly with the curated zone; ledger: mart hop. One result per mart."""
+    totals reconciled exactly with the curated zone; ledger: mart hop. One result per mart.
+
+    The suites run in ``workers`` forked processes (``$TALLY_GATE_WORKERS``, default: the cores,
+    at most 4; ``tally.quality.parallel``), biggest mart first."""
     from psycopg import sql
 
     from tally.checksum import postgres_sql
     from tally.quality import docs
     from tally.quality.gate import GateResult, validate_postgres_table
+    from tally.quality.parallel import fork_each, workers_default
     from tally.warehouse import ensure_ops, measure
 
     check_ds(ds)
@@ -406,22 +406,30 @@ def gate_mart(res: Resources, ds: str) -> list[dict]:
             schema, name = table.split(".")
             conn.execute(sql.SQL("ANALYZE {} ({})").format(
                 sql.Identifier(schema, name), sql.SQL(", ").join(map(sql.Identifier, stat_columns[table]))))
+        conn.commit()  # the fresh statistics serve the GX validations' own sessions too
         conn.execute("SET LOCAL enable_nestloop = off")
         conn.execute("SET LOCAL jit = off")
+        totals = {mart: mart_totals(conn, mart, ds) for mart in MARTS}
+
+        def validate(mart: str) -> GateResult:
+            params = {"expected_rows": totals[mart]["rows"][1]} if "rows" in totals[mart] else {}
+            return validate_postgres_table(f"mart.{mart}", res.warehouse.conninfo(), MART_SCHEMA, mart, params,
+                                           where={"ds": ds})
+
         with docs.batch_publish():  # one Data Docs index update for the four marts
-            for mart in MARTS:
-                rows_check = next((c for c in MART_RECONCILIATION[mart] if c[0] == "rows"), None)
-                expected_rows = conn.execute(rows_check[2], {"ds": ds}).fetchone()[0] if rows_check else None
-                params = {"expected_rows": expected_rows} if expected_rows is not None else {}
-                suite = validate_postgres_table(f"mart.{mart}", res.warehouse.conninfo(), MART_SCHEMA, mart,
-                                                params, where={"ds": ds})
-                totals = reconcile_mart(conn, mart, ds)
-                n_checks = len(MART_RECONCILIATION[mart])
-                results.append(GateResult(
-                    suite=suite.suite, hop="mart", dataset=mart, success=suite.success and not totals,
-                    evaluated=suite.evaluated + n_checks, failed=suite.failed + len(totals),
-                    failures=suite.failures + totals, run_at=suite.run_at,
-                    target=f"{suite.target}; totals vs curated.* where _ds = {ds}", parameters=suite.parameters))
+            workers = workers_default() if workers is None else max(1, workers)
+            if workers > 1:  # GX's Python work in one mart's process overlaps Postgres' work on another's
+                biggest_first = sorted(MARTS, key=lambda m: -int(totals[m].get("rows", (0, 0))[1] or 0))
+                suites = dict(zip(biggest_first, fork_each(validate, biggest_first, workers), strict=True))
+            else:
+                suites = {mart: validate(mart) for mart in MARTS}
+        for mart in MARTS:
+            suite, failed = suites[mart], totals_failures(totals[mart])
+            results.append(GateResult(
+                suite=suite.suite, hop="mart", dataset=mart, success=suite.success and not failed,
+                evaluated=suite.evaluated + len(totals[mart]), failed=suite.failed + len(failed),
+                failures=suite.failures + failed, run_at=suite.run_at,
+                target=f"{suite.target}; totals vs curated.* where _ds = {ds}", parameters=suite.parameters))
         for dataset, mart, key in MART_LEDGER:
             if key == "order_id":  # o2r: only order flows carry an order (one row each)
                 count, checksum = conn.execute(
