@@ -517,7 +517,15 @@ def test_dbt_build_marts_freshness_and_gate(warehouse_conn, warehouse_dsn, dbt, 
         stale = {r["unique_id"]: r["status"] for r in dbt("source", "freshness", ok=False)["results"]}
         assert {k: v for k, v in stale.items() if v != "pass"} == {"source.tally.raw.erp_payments": "error"}
 
-        # 8. The mart gate: every mart's totals equal the curated totals exactly; the ledger's mart hop
+        # 8. Each mart is indexed on its ds slice and grain (the delete, the merge and the gate read one ds)
+        with conn.cursor() as cur:
+            cur.execute("select tablename, regexp_replace(indexdef, '.* USING btree ', '') from pg_indexes"
+                        " where schemaname = 'marts' order by 1")
+            assert cur.fetchall() == [("mart_account_health", "(ds, account_id)"), ("mart_o2r_pipeline", "(ds, flow_id)"),
+                                      ("mart_rep_performance", "(ds, ranking_id)"),
+                                      ("mart_revenue_by_country", "(ds, country, month)")]
+
+        #    The mart gate: every mart's totals equal the curated totals exactly; the ledger's mart hop
         res = pipeline.Resources(lake=Lake(str(tmp_path / "lake")), warehouse=warehouse_conn)
         gate = pipeline.gate_mart(res, DS2)
         assert [(r["dataset"], r["success"]) for r in gate] == [(m, True) for m in pipeline.MARTS]

@@ -13,6 +13,7 @@
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key=['ds', 'account_id'],
+        indexes=[{'columns': ['ds', 'account_id']}],
         on_schema_change='sync_all_columns',
         pre_hook="{{ delete_ds_partition(var('ds', none), source('curated', 'account_engagement')) }}",
     )

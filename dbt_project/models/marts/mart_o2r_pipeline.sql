@@ -22,6 +22,7 @@
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key=['ds', 'flow_id'],
+        indexes=[{'columns': ['ds', 'flow_id']}],
         on_schema_change='sync_all_columns',
         pre_hook="{{ delete_ds_partition(var('ds', none), source('curated', 'order_links')) }}",
     )

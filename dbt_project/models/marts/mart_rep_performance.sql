@@ -13,6 +13,7 @@
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key=['ds', 'ranking_id'],
+        indexes=[{'columns': ['ds', 'ranking_id']}],
         on_schema_change='sync_all_columns',
         pre_hook="{{ delete_ds_partition(var('ds', none), source('curated', 'rep_rankings')) }}",
     )

@@ -15,6 +15,7 @@
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key=['ds', 'country', 'month'],
+        indexes=[{'columns': ['ds', 'country', 'month']}],
         on_schema_change='sync_all_columns',
         pre_hook="{{ delete_ds_partition(var('ds', none), source('curated', 'order_links')) }}",
     )
