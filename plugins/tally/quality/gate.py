@@ -462,16 +462,18 @@ def validate_postgres_table(
 ) -> GateResult:
     """Validate a Postgres table (or the rows of it matching ``where``) inside the database.
 
-    Uses a GX Postgres datasource: every expectation runs as SQL (counts, aggregates, and
-    ``LIMIT``-ed queries for the sample of offending values); no rows come back to pandas.
-    ``where`` restricts the batch: a mapping (``{"ds": "2024-01-02"}``, rendered as quoted
-    equality tests: preferred) or a raw SQL predicate string (trusted input only). The batch is
-    a GX query asset ``SELECT * FROM schema.table WHERE ...``, which GX wraps as a subquery.
+    Uses a GX Postgres datasource: every expectation runs as SQL (counts and aggregates, then
+    ``LIMIT``-ed queries for the sample of offending values of the expectations that found
+    some); no rows come back to pandas. ``where`` restricts the batch: a mapping
+    (``{"ds": "2024-01-02"}``, rendered as quoted equality tests: preferred) or a raw SQL
+    predicate string (trusted input only). The batch is the table's GX query asset, set to
+    ``SELECT * FROM schema.table WHERE ...``, which GX wraps as a subquery.
 
     Caveat (GX 1.x): to learn a query asset's column names GX runs the bare query once and
     psycopg buffers its rows client-side (not in pandas) before they are dropped: ~270 MB of
-    RSS for a 1M-row ds of this mart's shape. Negligible for marts; for very large warehouse
-    tables consider ``create_temp_table=True`` on the datasource (a server-side copy instead).
+    RSS for a 1M-row ds of ``mart_o2r_pipeline``'s shape, and ~0.25 s for its 141k-row ds at
+    100k opportunities. Acceptable for marts; for very large warehouse tables consider ``create_temp_table=True`` on
+    the datasource (a server-side copy instead).
     """
     suite_dict = load_suite_dict(suite_name, suites_dir)
     params = _check_parameters(suite_dict, parameters)
