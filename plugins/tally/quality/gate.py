@@ -472,8 +472,8 @@ def validate_postgres_table(
     Caveat (GX 1.x): to learn a query asset's column names GX runs the bare query once and
     psycopg buffers its rows client-side (not in pandas) before they are dropped: ~270 MB of
     RSS for a 1M-row ds of ``mart_o2r_pipeline``'s shape, and ~0.25 s for its 141k-row ds at
-    100k opportunities. Acceptable for marts; for very large warehouse tables consider ``create_temp_table=True`` on
-    the datasource (a server-side copy instead).
+    100k opportunities. Acceptable for marts; for very large warehouse tables consider
+    ``create_temp_table=True`` on the datasource (a server-side copy instead).
     """
     suite_dict = load_suite_dict(suite_name, suites_dir)
     params = _check_parameters(suite_dict, parameters)
@@ -588,9 +588,7 @@ def _pandas_batch_definition(context: AbstractDataContext) -> Any:
 # The gate's own sessions hash a whole ds slice (uniqueness checks group and join it): at Postgres'
 # default 4 MB of work_mem, a mart_o2r_pipeline slice of 141k rows spilled to disk in 5 batches.
 _ENGINE_KWARGS = {"connect_args": {"options": "-c work_mem=64MB"}}
-
-
-_ENGINE_PIDS: dict[str, int] = {}
+_ENGINE_PIDS: dict[str, int] = {}  # datasource name -> the process that connected it
 
 
 def _postgres_datasource(context: AbstractDataContext, url: str) -> Any:
