@@ -199,6 +199,21 @@ def read_events(spark: SparkSession, lake: Lake, ds: str, inputs: dict[str, list
 
 
 # -- hand-typed Salesforce references ------------------------------------------------------
+def with_reference_key(frame: DataFrame, ref: str) -> DataFrame:
+    """Add ``_ref`` (the reference trimmed, NULL if blank) and ``_rk``, the key it is looked up
+    by: an 18-character reference upper-cased, a 15-character one as typed (case-sensitive),
+    anything else NULL (it cannot name a record)."""
+    return frame.withColumn("_ref", F.nullif(F.trim(F.col(ref)), F.lit(""))).withColumn(
+        "_rk", F.when(F.length("_ref") == 18, F.upper("_ref")).when(F.length("_ref") == 15, F.col("_ref")))
+
+
+def id_keys(record_id: Column) -> tuple[Column, Column]:
+    """The two reference keys (``with_reference_key``) that name the 18-character ``record_id``:
+    its upper-cased form and its first 15 characters. The lengths differ, so a key names one
+    live id at most (18-character ids are unique ignoring case)."""
+    return F.upper(record_id), F.substring(record_id, 1, 15)
+
+
 def resolve_reference(frame: DataFrame, ref: str, targets: DataFrame, out: str, how: str) -> DataFrame:
     """Resolve the hand-typed Salesforce id in column ``ref`` against ``targets`` (one column
     ``id``: live 18-character ids). Adds ``out`` (the resolved 18-char id or NULL) and ``how``:
@@ -211,15 +226,13 @@ def resolve_reference(frame: DataFrame, ref: str, targets: DataFrame, out: str, 
     - ``unknown``: anything else (a deleted or never-seen record, a 15-char id in the wrong
       case, a malformed value).
     """
-    cleaned = F.nullif(F.trim(F.col(ref)), F.lit(""))
-    # One lookup table, one join: every live id under its upper-cased 18-char key and its
-    # 15-char key (the lengths differ, so a key names one id at most).
+    # One lookup table, one join: every live id under both its keys (see id_keys).
+    key18, key15 = id_keys(F.col("id"))
     lookup = targets.select(F.explode(F.array(
-        F.struct(F.upper("id").alias("_k"), F.col("id").alias("_tid")),
-        F.struct(F.substring("id", 1, 15).alias("_k"), F.col("id").alias("_tid")),
+        F.struct(key18.alias("_k"), F.col("id").alias("_tid")),
+        F.struct(key15.alias("_k"), F.col("id").alias("_tid")),
     )).alias("_t")).select("_t._k", "_t._tid")
-    keyed = frame.withColumn("_ref", cleaned).withColumn(
-        "_rk", F.when(F.length("_ref") == 18, F.upper("_ref")).when(F.length("_ref") == 15, F.col("_ref")))
+    keyed = with_reference_key(frame, ref)
     # no broadcast hint: the targets may be every live opportunity (millions); Spark broadcasts
     # them by itself below spark.sql.autoBroadcastJoinThreshold (TALLY_SPARK_BROADCAST_MB)
     joined = (

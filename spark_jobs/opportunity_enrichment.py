@@ -92,21 +92,34 @@ def build_order_links(orders: DataFrame, customers: DataFrame, opportunity_ids: 
     )
 
 
-def enrich(opportunities: DataFrame, customers: DataFrame, order_links: DataFrame, rates: DataFrame,
+def order_counts(orders: DataFrame) -> DataFrame:
+    """Live orders per reference key (``lib.with_reference_key`` of ``sf_opportunity_ref``):
+    ``_rk``, ``_orders``. An opportunity's linked orders are the counts under its two keys
+    (``lib.id_keys``), exactly the orders ``build_order_links`` links to it."""
+    keyed = lib.with_reference_key(orders, "sf_opportunity_ref")
+    return keyed.filter(F.col("_rk").isNotNull()).groupBy("_rk").agg(F.count(F.lit(1)).alias("_orders"))
+
+
+def enrich(opportunities: DataFrame, customers: DataFrame, orders_by_key: DataFrame, rates: DataFrame,
            reporting: str) -> DataFrame:
-    """FX on CloseDate, the account's conformed customer (lowest id) and the linked order count."""
+    """FX on CloseDate, the account's conformed customer (lowest id) and the linked order count
+    (``orders_by_key``: ``order_counts``)."""
     customer_of = (
         customers.filter(F.col("is_resolved"))
         .groupBy("account_id")
         .agg(F.min("customer_id").alias("customer_id"))
     )
-    orders_of = (
-        order_links.filter(F.col("opportunity_id").isNotNull())
-        .groupBy("opportunity_id")
-        .agg(F.count(F.lit(1)).alias("order_count"))
-    )
+    # The same counts probed twice, once per key (Spark computes them once and reuses them).
+    key18, key15 = lib.id_keys(F.col("opportunity_id"))
+    by18, by15 = orders_by_key.alias("by18"), orders_by_key.alias("by15")
     converted = lib.with_fx(opportunities, "amount", "currency_iso_code", "close_date", rates, reporting)
-    joined = converted.join(F.broadcast(customer_of), "account_id", "left").join(orders_of, "opportunity_id", "left")
+    joined = (
+        converted.join(F.broadcast(customer_of), "account_id", "left")
+        .join(by18, key18 == F.col("by18._rk"), "left")
+        .join(by15, key15 == F.col("by15._rk"), "left")
+    )
+    zero = F.lit(0).cast("long")
+    order_count = F.coalesce(F.col("by18._orders"), zero) + F.coalesce(F.col("by15._orders"), zero)
     return joined.select(
         "opportunity_id", "opportunity_name", "account_id", "account_name", "billing_country", "industry",
         "owner_id", "owner_name", "region", "stage_name", "probability", "close_date", "is_closed", "is_won",
@@ -114,7 +127,7 @@ def enrich(opportunities: DataFrame, customers: DataFrame, order_links: DataFram
         F.lit(reporting).alias("reporting_currency"),
         "amount_reporting",
         F.col("customer_id").cast("long").alias("customer_id"),
-        F.coalesce(F.col("order_count"), F.lit(0)).cast("int").alias("order_count"),
+        order_count.cast("int").alias("order_count"),
         "created_date", "system_modstamp",
     )
 
@@ -137,11 +150,22 @@ def run(spark: SparkSession, lake_uri: str, ds: str, *, reporting_currency: str 
     lake.clear_partition(lib.curated_path(OPPORTUNITIES), ds)
     lake.clear_partition(lib.curated_path(ORDER_LINKS), ds)
 
-    # order_links first: it needs only the live opportunity ids, and the opportunities' order
-    # counts are read from its committed files rather than by recomputing its plan.
-    # Nothing is cached: each output is computed once, measured while it is written.
-    opportunity_ids = opps.select(F.col("Id").alias("id"))
-    links = build_order_links(orders, customers, opportunity_ids, rates, reporting)
+    # opportunities first, with their order counts from the orders' reference keys; then
+    # order_links resolves the orders against the opportunities that have orders, read back
+    # from the committed files. The latest-version window over the raw opportunities thus runs
+    # once. Nothing is cached: each output is computed once, measured while it is written.
+    enriched = enrich(build_opportunities(opps, accounts, users), customers, order_counts(orders), rates, reporting)
+    opp_manifest = lib.write_curated(
+        lake, enriched, OPPORTUNITIES, ds, inputs, {"reporting_currency": reporting}, rows_per_file,
+        counts={"": {"fx_missing": lib.count_if(F.col("fx_rate").isNull()),
+                     "with_customer": lib.count_if(F.col("customer_id").isNotNull()),
+                     "with_orders": lib.count_if(F.col("order_count") > 0)}},
+    )
+    # An order names a live opportunity exactly when that opportunity counted it, so
+    # resolving against those with orders gives what resolving against all of them would.
+    with_orders = (lib.read_curated(spark, lake, OPPORTUNITIES, ds, {})
+                   .filter(F.col("order_count") > 0).select(F.col("opportunity_id").alias("id")))
+    links = build_order_links(orders, customers, with_orders, rates, reporting)
     published = [c for c in links.columns if c != "_ref_how"]
     links_manifest = lib.write_curated(
         lake, links, ORDER_LINKS, ds, inputs, {"reporting_currency": reporting}, rows_per_file,
@@ -150,14 +174,6 @@ def run(spark: SparkSession, lake_uri: str, ds: str, *, reporting_currency: str 
                 "ref_resolutions": lib.counts_of("_ref_how", REF_RESOLUTIONS),
                 "": {"fx_missing": lib.count_if(F.col("fx_rate").isNull())}},
         publish=published,
-    )
-    written_links = lib.read_curated(spark, lake, ORDER_LINKS, ds, {})
-    enriched = enrich(build_opportunities(opps, accounts, users), customers, written_links, rates, reporting)
-    opp_manifest = lib.write_curated(
-        lake, enriched, OPPORTUNITIES, ds, inputs, {"reporting_currency": reporting}, rows_per_file,
-        counts={"": {"fx_missing": lib.count_if(F.col("fx_rate").isNull()),
-                     "with_customer": lib.count_if(F.col("customer_id").isNotNull()),
-                     "with_orders": lib.count_if(F.col("order_count") > 0)}},
     )
     link_counts = links_manifest["link_counts"]
     fx_missing, order_fx_missing = opp_manifest["fx_missing"], links_manifest["fx_missing"]
