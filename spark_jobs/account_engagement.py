@@ -28,7 +28,7 @@ if str(Path(__file__).resolve().parent) not in sys.path:  # curated_lib, when lo
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import curated_lib as lib  # noqa: E402
-from pyspark.sql import DataFrame, SparkSession  # noqa: E402
+from pyspark.sql import DataFrame, Observation, SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
 JOB = "account_engagement"
@@ -45,11 +45,12 @@ def window_of(ds: str) -> tuple[datetime, datetime]:
 
 
 def distinct_events(events: DataFrame) -> DataFrame:
-    """One row per event_id: the first delivery (lowest partition, then offset)."""
+    """One row per event_id: the first delivery (lowest partition, then offset), with
+    ``_deliveries``, how many times it was read."""
     first = F.min(F.struct("_kafka_partition", "_kafka_offset", "account_id", "event_type", "user_email",
                            "occurred_at")).alias("e")
-    return events.groupBy("event_id").agg(first).select("event_id", "e.account_id", "e.event_type",
-                                                         "e.user_email", "e.occurred_at")
+    return events.groupBy("event_id").agg(first, F.count(F.lit(1)).alias("_deliveries")).select(
+        "event_id", "e.account_id", "e.event_type", "e.user_email", "e.occurred_at", "_deliveries")
 
 
 def per_account(events: DataFrame, ds: str) -> DataFrame:
@@ -57,6 +58,7 @@ def per_account(events: DataFrame, ds: str) -> DataFrame:
     recent = (F.col("occurred_at") >= F.lit(start)) & (F.col("occurred_at") < F.lit(end))
     return events.groupBy("account_id").agg(
         F.count(F.lit(1)).alias("events_total"),
+        F.sum("_deliveries").alias("_deliveries"),
         F.count(F.when(recent, 1)).alias("events_30d"),
         F.countDistinct(F.when(recent, F.col("user_email"))).alias("distinct_users_30d"),
         F.max("occurred_at").alias("last_event_at"),
@@ -64,16 +66,32 @@ def per_account(events: DataFrame, ds: str) -> DataFrame:
     )
 
 
-def build(accounts: DataFrame, events: DataFrame, opportunities: DataFrame, ds: str) -> DataFrame:
+def build(accounts: DataFrame, events: DataFrame, opportunities: DataFrame, ds: str,
+          observation: Observation | None = None) -> DataFrame:
+    """The output rows; ``events`` as ``distinct_events`` returns them. ``observation``, if given,
+    measures the events: ``events_read``, ``events_distinct`` and ``events_matched`` (those of a
+    live account)."""
     usage = per_account(events, ds)
     pipeline = (
         opportunities.filter(~F.coalesce(F.col("is_closed"), F.lit(False)) & F.col("account_id").isNotNull())
         .groupBy("account_id")
         .agg(F.count(F.lit(1)).alias("open_opportunities"), F.sum("amount_reporting").alias("open_pipeline"))
     )
+    live = accounts.select(F.col("Id").alias("_live_id"), F.col("Name").alias("account_name"))
+    # A full join keeps the events of accounts that are not live until they are counted. The
+    # counts sit above the join, where an empty side (no events, no accounts) cannot prune them.
+    every = live.join(usage, F.col("_live_id") == F.col("account_id"), "full")
+    if observation is not None:
+        every = every.observe(
+            observation,
+            F.coalesce(F.sum("_deliveries"), F.lit(0)).alias("events_read"),
+            F.coalesce(F.sum("events_total"), F.lit(0)).alias("events_distinct"),
+            F.coalesce(F.sum(F.when(F.col("_live_id").isNotNull(), F.col("events_total"))), F.lit(0))
+            .alias("events_matched"),
+        )
     joined = (
-        accounts.select(F.col("Id").alias("account_id"), F.col("Name").alias("account_name"))
-        .join(usage, "account_id", "left")
+        every.filter(F.col("_live_id").isNotNull())
+        .drop("account_id").withColumnRenamed("_live_id", "account_id")
         .join(pipeline, "account_id", "left")
     )
     zero = F.lit(0).cast("long")
@@ -98,23 +116,19 @@ def run(spark: SparkSession, lake_uri: str, ds: str, *, reporting_currency: str 
     accounts = lib.live(spark, lake, "salesforce.Account", ds, inputs)
     opportunities = lib.read_curated(spark, lake, "opportunities", ds, inputs)
     raw_events = lib.read_events(spark, lake, ds, inputs)
-    # Events read and distinct event ids: one narrow pass over the event ids. (Not a Spark
-    # Observation inside the output's plan: Spark prunes a join's empty side, observation and
-    # all, and the observation then never reports.)
-    per_id = raw_events.groupBy("event_id").agg(F.count(F.lit(1)).alias("_n"))
-    read, distinct = per_id.agg(F.sum("_n"), F.count(F.lit(1))).first()
-    read, distinct = int(read or 0), int(distinct or 0)
+    # The events are read once: their counts are measured while the output is written.
+    events = Observation(f"events_{time.monotonic_ns()}")
     counts: dict[str, int] = {}
 
     def with_event_counts(extra: dict) -> dict:
-        matched = int(extra.pop("events_matched") or 0)
+        measured = {k: int(v) for k, v in lib.observed(events, "the events of account_engagement").items()}
+        read, distinct, matched = measured["events_read"], measured["events_distinct"], measured["events_matched"]
         counts.update({"events_read": read, "duplicate_events": read - distinct, "events_distinct": distinct,
                        "events_matched": matched, "events_unmatched_account": distinct - matched})
         return {**extra, "events": dict(counts)}
 
-    manifest = lib.write_curated(lake, build(accounts, distinct_events(raw_events), opportunities, ds), OUTPUT, ds,
-                                 inputs, {"window_days": WINDOW_DAYS}, rows_per_file,
-                                 counts={"": {"events_matched": F.sum("events_total")}}, derive=with_event_counts)
+    manifest = lib.write_curated(lake, build(accounts, distinct_events(raw_events), opportunities, ds, events), OUTPUT,
+                                 ds, inputs, {"window_days": WINDOW_DAYS}, rows_per_file, derive=with_event_counts)
     return lib.summary(JOB, ds, lake, {OUTPUT: manifest}, started, events=counts)
 
 

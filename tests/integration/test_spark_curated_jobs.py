@@ -225,6 +225,24 @@ def test_jobs_commit_empty_outputs_when_no_opportunity_and_no_event_landed(spark
     assert all(r["events_total"] == 0 and r["open_opportunities"] == 0 for r in engagement.values())
 
 
+def test_events_of_a_lake_without_live_accounts_are_all_counted_as_unmatched(spark, tmp_path):
+    """The event counts are measured in the same pass as the output; with no live account the
+    output is empty, and the events must still be read, counted and reported as unmatched."""
+    import shutil
+
+    root = tmp_path / "lake"
+    lake = w.build_lake(root)
+    shutil.rmtree(root / catalog.get("salesforce.Account").lake_path)
+    for name in ("conformed_customers", "opportunity_enrichment", "account_engagement"):
+        w.load_job(name).run(spark, str(root), w.RUN_DS)
+    rows, manifest, _ = curated(lake, "account_engagement")
+    read = w.event_counts()
+    assert rows == {} and manifest["row_count"] == 0
+    assert manifest["events"] == {"events_read": read["events_read"], "duplicate_events": 1,
+                                  "events_distinct": read["events_distinct"], "events_matched": 0,
+                                  "events_unmatched_account": read["events_distinct"]}
+
+
 def test_a_job_whose_input_is_not_committed_fails_clearly(spark, tmp_path, capsys):
     root = tmp_path / "lake"
     w.build_lake(root)
