@@ -543,12 +543,12 @@ class DuckJobs:
             LEFT JOIN orders_of oo ON c.opportunity_id = oo.opportunity_id""")
         self.write("d_opportunities", "opportunities", {
             "fx_missing": "count_if(fx_rate IS NULL)", "with_customer": "count_if(customer_id IS NOT NULL)",
-            "with_orders": "count_if(order_count > 0)"})
+            "with_orders": "count_if(order_count > 0)",
+            "unrankable.no_owner": "count_if(owner_id IS NULL)",
+            "unrankable.no_close_date": "count_if(owner_id IS NOT NULL AND close_date IS NULL)"})
 
     def rep_rankings(self) -> None:
         self.sql(f"CREATE OR REPLACE TEMP VIEW opps_out AS SELECT * FROM {self.read_output('opportunities')}")
-        skipped = self.sql("""SELECT count_if(owner_id IS NULL),
-                                     count_if(owner_id IS NOT NULL AND close_date IS NULL) FROM opps_out""").fetchone()
         self.sql("""CREATE OR REPLACE TEMP TABLE d_rankings AS
             WITH per_owner AS (
               SELECT owner_id, CAST(year(close_date) AS VARCHAR) || '-Q' || CAST(quarter(close_date) AS VARCHAR)
@@ -573,8 +573,8 @@ class DuckJobs:
                      AS INTEGER) AS dense_rank
             FROM per_owner""")
         self.write("d_rankings", "rep_rankings", {})
-        self.counts["rep_rankings"]["skipped.no_owner"] = int(skipped[0])
-        self.counts["rep_rankings"]["skipped.no_close_date"] = int(skipped[1])
+        for reason in ("no_owner", "no_close_date"):  # counted while writing the opportunities, as in Spark
+            self.counts["rep_rankings"][f"skipped.{reason}"] = self.counts["opportunities"][f"unrankable.{reason}"]
 
     def account_engagement(self) -> None:
         from account_engagement import TYPE_COLUMNS, window_of

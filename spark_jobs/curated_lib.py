@@ -349,6 +349,13 @@ def counts_of(column: str, values: tuple[str, ...]) -> dict[str, Column]:
     return {v: count_if(F.col(column) == v) for v in values}
 
 
+def unrankable_counts() -> dict[str, Column]:
+    """Aggregates over curated opportunities: those ``rep_rankings`` cannot rank, by reason.
+    ``no_owner``: no owner_id; ``no_close_date``: an owner but no close_date."""
+    owner = F.col("owner_id").isNotNull()
+    return {"no_owner": count_if(~owner), "no_close_date": count_if(owner & F.col("close_date").isNull())}
+
+
 # -- writing -------------------------------------------------------------------------------
 def _tidy_partition(lake: Lake, dataset_path: str, ds: str) -> list[str]:
     """Delete Spark's side files (_SUCCESS, .crc, _temporary); return the parquet file names."""

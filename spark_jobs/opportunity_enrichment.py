@@ -159,7 +159,8 @@ def run(spark: SparkSession, lake_uri: str, ds: str, *, reporting_currency: str 
         lake, enriched, OPPORTUNITIES, ds, inputs, {"reporting_currency": reporting}, rows_per_file,
         counts={"": {"fx_missing": lib.count_if(F.col("fx_rate").isNull()),
                      "with_customer": lib.count_if(F.col("customer_id").isNotNull()),
-                     "with_orders": lib.count_if(F.col("order_count") > 0)}},
+                     "with_orders": lib.count_if(F.col("order_count") > 0)},
+                "unrankable": lib.unrankable_counts()},
     )
     # An order names a live opportunity exactly when that opportunity counted it, so
     # resolving against those with orders gives what resolving against all of them would.

@@ -90,16 +90,16 @@ def run(spark: SparkSession, lake_uri: str, ds: str, *, reporting_currency: str 
     lake = lib.open_lake(spark, lake_uri, ds, s3)
     inputs: dict[str, list[str]] = {}
     opportunities = lib.read_curated(spark, lake, "opportunities", ds, inputs).select(*RANKING_INPUTS)
-    currency = (lake.read_manifest(lib.curated_path("opportunities"), ds) or {}).get("reporting_currency")
+    source = lake.read_manifest(lib.curated_path("opportunities"), ds) or {}
+    currency = source.get("reporting_currency")
     if reporting_currency and currency and lib.reporting_currency(reporting_currency) != currency:
         raise lib.JobError(f"curated.opportunities ds={ds} is in {currency}, not {reporting_currency}: "
                            "re-run opportunity_enrichment with the same --reporting-currency")
-    # the opportunities the ranking skips: a narrow pass over two columns (not an Observation
-    # inside the ranking's plan, which Spark prunes, unreported, when the input is empty)
-    skipped = {k: int(v) for k, v in opportunities.agg(
-        F.count(F.when(F.col("owner_id").isNull(), 1)).alias("no_owner"),
-        F.count(F.when(F.col("owner_id").isNotNull() & F.col("close_date").isNull(), 1)).alias("no_close_date"),
-    ).first().asDict().items()}
+    # Counted while opportunity_enrichment wrote them; a manifest from before it did: one pass.
+    skipped = source.get("unrankable")
+    if skipped is None:
+        skipped = opportunities.agg(*[c.alias(k) for k, c in lib.unrankable_counts().items()]).first().asDict()
+    skipped = {k: int(v) for k, v in skipped.items()}
     manifest = lib.write_curated(lake, build_rep_rankings(opportunities), OUTPUT, ds, inputs,
                                  {"skipped": skipped, "reporting_currency": currency}, rows_per_file)
     return lib.summary(JOB, ds, lake, {OUTPUT: manifest}, started, skipped=skipped)

@@ -159,6 +159,8 @@ def test_rep_rankings_per_owner_and_quarter(world):
     want = w.expected()["rep_rankings"]
     assert_rows(rows, want)
     assert manifest["skipped"] == {"no_owner": 1, "no_close_date": 1}
+    # counted while the opportunities were written, not by another pass over them
+    assert curated(lake, "opportunities")[1]["unrankable"] == manifest["skipped"]
     alice = rows[f"{w.U[1]}:2024-Q1"]
     assert alice["won_amount"] == Decimal("150") and alice["open_pipeline"] == Decimal("90")  # probability 89 counts
     bob = rows[f"{w.U[2]}:2024-Q1"]
@@ -166,6 +168,20 @@ def test_rep_rankings_per_owner_and_quarter(world):
     assert bob["open_pipeline"] == 0  # probability 90 is not pipeline
     ghost = rows[f"{sfid.make('005', 999)}:2024-Q1"]  # the owner no User record has
     assert ghost["owner_name"] is None and ghost["region"] is None and ghost["won_amount"] is None
+
+
+def test_rep_rankings_counts_what_it_skips_itself_when_the_opportunities_manifest_does_not(spark, tmp_path):
+    """Opportunities committed before their manifest carried ``unrankable``."""
+    root = tmp_path / "lake"
+    lake = w.build_lake(root)
+    for job in ("conformed_customers", "opportunity_enrichment"):
+        w.load_job(job).run(spark, str(root), w.RUN_DS)
+    path = "curated/opportunities"
+    older = {k: v for k, v in lake.read_manifest(path, w.RUN_DS).items() if k not in ("unrankable", "ds", "committed_at")}
+    lake.write_manifest(path, w.RUN_DS, older)
+    assert "unrankable" not in lake.read_manifest(path, w.RUN_DS)
+    w.load_job("rep_rankings").run(spark, str(root), w.RUN_DS)
+    assert curated(lake, "rep_rankings")[1]["skipped"] == {"no_owner": 1, "no_close_date": 1}
 
 
 def test_account_engagement_counts_match_an_independent_computation(world):
