@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -336,9 +338,53 @@ def generate(lake: Lake, n_opps: int, n_events: int, seed: int = 7) -> dict[str,
     return written
 
 
+# -- CPU accounting (Linux /proc; not timed) ----------------------------------------------------
+# What the JVM's threads are called (/proc truncates a name to 15 characters).
+JVM_THREAD_KINDS = {"Executor task l": "tasks", "C1 CompilerThre": "JIT compilers",
+                    "C2 CompilerThre": "JIT compilers", "GC Thread": "GC", "VM Thread": "GC"}
+JVM_CPU_KINDS = ("tasks", "JIT compilers", "GC", "driver and other threads")
+
+
+def _cpu_seconds(stat_line: str) -> float:
+    fields = stat_line.rsplit(")", 1)[1].split()  # after "pid (comm)": utime and stime are 12th, 13th
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def jvm_cpu(pid: int) -> dict[str, float] | None:
+    """CPU seconds the process ``pid`` has used so far, by ``JVM_CPU_KINDS``; None without /proc.
+    A thread that has ended counts under the last kind (the process total keeps its time)."""
+    try:
+        total = _cpu_seconds(Path(f"/proc/{pid}/stat").read_text())
+        threads = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return None
+    used = dict.fromkeys(JVM_CPU_KINDS, 0.0)
+    for thread in threads:
+        with contextlib.suppress(OSError):  # the thread ended meanwhile
+            name, stat = (thread / "comm").read_text().strip(), (thread / "stat").read_text()
+            kind = next((k for prefix, k in JVM_THREAD_KINDS.items() if name.startswith(prefix)), None)
+            if kind:
+                used[kind] += _cpu_seconds(stat)
+    used["driver and other threads"] = max(0.0, total - sum(used.values()))
+    return used
+
+
+def cpu_delta(before: dict[str, float] | None, after: dict[str, float] | None) -> dict[str, float] | None:
+    if before is None or after is None:
+        return None
+    return {kind: max(0.0, after[kind] - before.get(kind, 0.0)) for kind in after}
+
+
+def own_cpu() -> float:
+    """CPU seconds this process (DuckDB runs in it) has used so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 # -- Spark -------------------------------------------------------------------------------------
-def run_spark(lake_uri: str, reporting: str) -> tuple[float, dict[str, float]]:
-    """(session start-up seconds, seconds per job) for all_curated in one application."""
+def run_spark(lake_uri: str, reporting: str) -> tuple[float, dict[str, float], dict[str, float] | None]:
+    """(session start-up seconds, seconds per job, the JVM's CPU seconds during the jobs by
+    ``JVM_CPU_KINDS``, None where unknown) for all_curated in one application."""
     from tally.spark_session import build_session
 
     began = time.perf_counter()
@@ -348,14 +394,17 @@ def run_spark(lake_uri: str, reporting: str) -> tuple[float, dict[str, float]]:
     try:
         import all_curated
 
+        jvm_pid = int(spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid())
+        cpu_before = jvm_cpu(jvm_pid)
         seconds: dict[str, float] = {}
         for job in all_curated.JOBS:
             began = time.perf_counter()
             job.run(spark, lake_uri, RUN_DS, reporting_currency=reporting)
             seconds[job.JOB] = time.perf_counter() - began
+        cpu = cpu_delta(cpu_before, jvm_cpu(jvm_pid))
     finally:
         spark.stop()
-    return startup, seconds
+    return startup, seconds, cpu
 
 
 # -- DuckDB ------------------------------------------------------------------------------------
@@ -751,11 +800,13 @@ def main() -> int:
                       f"({time.perf_counter() - began:.1f} s, not timed)")
 
         with console.status("Spark: all_curated in one application"):
-            startup, spark_s = run_spark(lake.uri, args.reporting_currency)
+            startup, spark_s, spark_cpu = run_spark(lake.uri, args.reporting_currency)
         console.print(f"Spark done: {sum(spark_s.values()):.1f} s (+ {startup:.1f} s session start-up)")
         with console.status("DuckDB: the same four jobs"):
             duck = DuckJobs(lake, root / "duckdb", args.reporting_currency, threads)
+            cpu_before = own_cpu()
             duck_s = duck.run()
+            duck_cpu = own_cpu() - cpu_before
         console.print(f"DuckDB done: {sum(duck_s.values()):.1f} s")
         problems = compare(lake, duck, console)
 
@@ -769,6 +820,10 @@ def main() -> int:
     table.add_row("[b]all four[/]", f"[b]{total_s:.2f}[/]", f"[b]{total_d:.2f}[/]", f"[b]{total_s / total_d:.2f}[/]")
     table.add_row("Spark session start-up (not in the ratio)", f"{startup:.2f}", "–", "")
     console.print(table)
+    if spark_cpu is not None:
+        parts = " + ".join(f"{kind} {spark_cpu[kind]:.1f}" for kind in JVM_CPU_KINDS)
+        console.print(f"CPU seconds during the four jobs: Spark {sum(spark_cpu.values()):.1f} ({parts}); "
+                      f"DuckDB {duck_cpu:.1f}")
     console.print(f"load average: {Path('/proc/loadavg').read_text().split()[:3]}")
     for problem in problems:
         console.print(f"[red]MISMATCH[/] {problem}")
