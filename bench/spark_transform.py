@@ -370,9 +370,13 @@ def jvm_cpu(pid: int) -> dict[str, float] | None:
 
 
 def cpu_delta(before: dict[str, float] | None, after: dict[str, float] | None) -> dict[str, float] | None:
+    """``jvm_cpu`` used between two readings; its parts add up to the process's total."""
     if before is None or after is None:
         return None
-    return {kind: max(0.0, after[kind] - before.get(kind, 0.0)) for kind in after}
+    *named, rest = JVM_CPU_KINDS
+    delta = {kind: max(0.0, after[kind] - before[kind]) for kind in named}
+    delta[rest] = max(0.0, sum(after.values()) - sum(before.values()) - sum(delta.values()))
+    return delta
 
 
 def own_cpu() -> float:
