@@ -1,31 +1,20 @@
 {#-
-    Every live ERP sales order, invoice and payment as of the run's ds (latest version among the
-    slices with _ds <= ds, tombstones removed), with the ordering customer and the amount in the
-    reporting currency by the curated contract's FX rule (rate in force on the document's date:
-    order_date, invoice_date, payment_date). A missing rate leaves amount_reporting null and sets
-    fx_missing; the document is kept.
+    Every live ERP sales order, invoice and payment as of the run's ds (the staging models hold
+    the latest version among the slices with _ds <= ds, tombstones removed), with the ordering
+    customer and the amount in the reporting currency by the curated contract's FX rule (rate in
+    force on the document's date: order_date, invoice_date, payment_date). A missing rate leaves
+    amount_reporting null and sets fx_missing; the document is kept.
 -#}
-{%- set as_of = run_ds(var('ds', none), source('raw', 'erp_sales_orders')) %}
-
 with orders as (
-    select * from (
-        {{ latest_version(source('raw', 'erp_sales_orders'), 'order_id', 'updated_at', as_of) }}
-    ) as latest
-    where not coalesce(_deleted, false)
+    select * from {{ ref('stg_erp__sales_orders') }}
 ),
 
 invoices as (
-    select * from (
-        {{ latest_version(source('raw', 'erp_invoices'), 'invoice_id', 'updated_at', as_of) }}
-    ) as latest
-    where not coalesce(_deleted, false)
+    select * from {{ ref('stg_erp__invoices') }}
 ),
 
 payments as (
-    select * from (
-        {{ latest_version(source('raw', 'erp_payments'), 'payment_id', 'updated_at', as_of) }}
-    ) as latest
-    where not coalesce(_deleted, false)
+    select * from {{ ref('stg_erp__payments') }}
 ),
 
 documents as (
@@ -37,23 +26,23 @@ documents as (
         o.customer_id,
         o.order_date as document_date,
         cast(null as date) as due_date,
-        o.status,
-        o.currency as currency_code,
+        o.order_status as status,
+        o.currency_code,
         o.total_amount as amount
     from orders as o
 
     union all
 
     select
-        'invoice',
-        i.invoice_id,
+        'invoice' as document_type,
+        i.invoice_id as document_id,
         i.order_id,
         i.invoice_id,
         o.customer_id,
-        i.invoice_date,
+        i.invoice_date as document_date,
         i.due_date,
-        i.status,
-        i.currency,
+        i.invoice_status as status,
+        i.currency_code,
         i.amount
     from invoices as i
     left join orders as o on o.order_id = i.order_id
@@ -61,15 +50,15 @@ documents as (
     union all
 
     select
-        'payment',
-        p.payment_id,
+        'payment' as document_type,
+        p.payment_id as document_id,
         i.order_id,
         p.invoice_id,
         o.customer_id,
-        p.payment_date,
-        cast(null as date),
-        cast(null as text),
-        p.currency,
+        p.payment_date as document_date,
+        cast(null as date) as due_date,
+        cast(null as text) as status,
+        p.currency_code,
         p.amount
     from payments as p
     left join invoices as i on i.invoice_id = p.invoice_id

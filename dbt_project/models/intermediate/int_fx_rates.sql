@@ -21,4 +21,8 @@ select
     cast(null as date) as valid_from,
     cast(null as date) as valid_to,
     'corporate' as rate_source
-where not exists (select 1 from rates where currency_code = {{ corporate_currency() }})
+where
+    not exists (
+        select 1 from rates
+        where currency_code = {{ corporate_currency() }}
+    )

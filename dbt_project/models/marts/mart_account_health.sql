@@ -1,7 +1,8 @@
 {#-
     Account health per (ds, account): product engagement from the event stream
     (curated.account_engagement), open pipeline from the live opportunities (curated.opportunities,
-    business rule: not closed, probability 10-89 %, non-zero amount; reporting currency) and
+    business rule `is_open_pipeline()`: not closed, probability in tally.contract's range, non-zero
+    amount; reporting currency) and
     overdue ERP invoices (not void, still outstanding, due before ds) of the account's conformed
     customers. One row per live account in curated.account_engagement for the ds.
 
@@ -15,16 +16,16 @@
         unique_key=['ds', 'account_id'],
         indexes=[{'columns': ['ds', 'account_id']}],
         on_schema_change='sync_all_columns',
-        pre_hook="{{ delete_ds_partition(var('ds', none), source('curated', 'account_engagement')) }}",
+        pre_hook="{{ delete_ds_partition(var('ds', none), ref('stg_curated__account_engagement'), fallback_column='ds') }}",
     )
 }}
 
-{%- set run_ds_sql = run_ds(var('ds', none), source('curated', 'account_engagement')) %}
+{%- set run_ds_sql = run_ds(var('ds', none), ref('stg_curated__account_engagement'), 'ds') %}
 
 with engagement as (
     select *
-    from {{ source('curated', 'account_engagement') }}
-    where _ds = {{ run_ds_sql }}
+    from {{ ref('stg_curated__account_engagement') }}
+    where ds = {{ run_ds_sql }}
 ),
 
 pipeline as (
@@ -33,18 +34,16 @@ pipeline as (
         count(*) as open_opportunities,
         coalesce(sum(amount_reporting), 0) as open_pipeline,
         count(*) filter (where amount_reporting is null) as open_pipeline_fx_missing
-    from {{ source('curated', 'opportunities') }}
-    where _ds = {{ run_ds_sql }}
-        and not coalesce(is_closed, false)
-        and probability between 10 and 89
-        and amount <> 0
+    from {{ ref('stg_curated__opportunities') }}
+    where ds = {{ run_ds_sql }}
+        and {{ is_open_pipeline() }}
     group by account_id
 ),
 
 customers as (
     select customer_id, account_id
-    from {{ source('curated', 'conformed_customers') }}
-    where _ds = {{ run_ds_sql }}
+    from {{ ref('stg_curated__conformed_customers') }}
+    where ds = {{ run_ds_sql }}
         and account_id is not null
 ),
 
@@ -64,7 +63,7 @@ overdue as (
 )
 
 select
-    cast(e._ds as date) as ds,
+    e.ds,
     e.account_id,
     e.account_name,
     {{ reporting_currency() }} as reporting_currency,

@@ -24,23 +24,23 @@
         unique_key=['ds', 'flow_id'],
         indexes=[{'columns': ['ds', 'flow_id']}],
         on_schema_change='sync_all_columns',
-        pre_hook="{{ delete_ds_partition(var('ds', none), source('curated', 'order_links')) }}",
+        pre_hook="{{ delete_ds_partition(var('ds', none), ref('stg_curated__order_links'), fallback_column='ds') }}",
     )
 }}
 
-{%- set run_ds_sql = run_ds(var('ds', none), source('curated', 'order_links')) %}
+{%- set run_ds_sql = run_ds(var('ds', none), ref('stg_curated__order_links'), 'ds') %}
 {%- set stall = var('o2r_stall_days', {'opportunity': 90, 'awaiting_order': 14, 'ordered': 14, 'invoiced': 45}) %}
 
 with opportunities as (
     select *
-    from {{ source('curated', 'opportunities') }}
-    where _ds = {{ run_ds_sql }}
+    from {{ ref('stg_curated__opportunities') }}
+    where ds = {{ run_ds_sql }}
 ),
 
 orders as (
     select *
-    from {{ source('curated', 'order_links') }}
-    where _ds = {{ run_ds_sql }}
+    from {{ ref('stg_curated__order_links') }}
+    where ds = {{ run_ds_sql }}
 ),
 
 invoices as (
@@ -73,8 +73,10 @@ payments as (
 -- live opportunity that has no live order.
 flows as (
     select
-        case when o.order_id is not null then 'order:' || o.order_id
-             else 'opportunity:' || opp.opportunity_id end as flow_id,
+        case
+            when o.order_id is not null then 'order:' || o.order_id
+            else 'opportunity:' || opp.opportunity_id
+        end as flow_id,
         coalesce(o.opportunity_id, opp.opportunity_id) as opportunity_id,
         o.order_id,
         coalesce(o.account_id, opp.account_id) as account_id,
@@ -172,9 +174,9 @@ select
     greatest(cast({{ run_ds_sql }} as date) - phase_started_on, 0) as days_in_phase,
     coalesce(
         case phase
-            {%- for phase_name, days in stall.items() %}
+            {% for phase_name, days in stall.items() -%}
             when '{{ phase_name }}' then cast({{ run_ds_sql }} as date) - phase_started_on > {{ days | int }}
-            {%- endfor %}
+            {% endfor -%}
             else false
         end,
         false

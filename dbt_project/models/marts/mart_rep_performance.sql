@@ -1,6 +1,6 @@
 {#-
     Rep performance per (ds, owner, close quarter): the Spark job's rankings for that ds
-    (curated.rep_rankings: won amount, open pipeline, counts, PERCENT_RANK and DENSE_RANK within
+    (stg_curated__rep_rankings, i.e. curated.rep_rankings: won amount, open pipeline, counts, PERCENT_RANK and DENSE_RANK within
     region and quarter, all in the reporting currency), with an exact win rate and whether the rep
     is still active. ds = var('ds') ('YYYY-MM-DD'), else the latest ranked ds.
 
@@ -15,16 +15,16 @@
         unique_key=['ds', 'ranking_id'],
         indexes=[{'columns': ['ds', 'ranking_id']}],
         on_schema_change='sync_all_columns',
-        pre_hook="{{ delete_ds_partition(var('ds', none), source('curated', 'rep_rankings')) }}",
+        pre_hook="{{ delete_ds_partition(var('ds', none), ref('stg_curated__rep_rankings'), fallback_column='ds') }}",
     )
 }}
 
-{%- set run_ds_sql = run_ds(var('ds', none), source('curated', 'rep_rankings')) %}
+{%- set run_ds_sql = run_ds(var('ds', none), ref('stg_curated__rep_rankings'), 'ds') %}
 
 with rankings as (
     select *
-    from {{ source('curated', 'rep_rankings') }}
-    where _ds = {{ run_ds_sql }}
+    from {{ ref('stg_curated__rep_rankings') }}
+    where ds = {{ run_ds_sql }}
 ),
 
 users as (
@@ -33,7 +33,7 @@ users as (
 )
 
 select
-    cast(rankings._ds as date) as ds,
+    rankings.ds,
     rankings.ranking_id,
     rankings.owner_id,
     rankings.owner_name,

@@ -17,16 +17,16 @@
         unique_key=['ds', 'country', 'month'],
         indexes=[{'columns': ['ds', 'country', 'month']}],
         on_schema_change='sync_all_columns',
-        pre_hook="{{ delete_ds_partition(var('ds', none), source('curated', 'order_links')) }}",
+        pre_hook="{{ delete_ds_partition(var('ds', none), ref('stg_curated__order_links'), fallback_column='ds') }}",
     )
 }}
 
-{%- set run_ds_sql = run_ds(var('ds', none), source('curated', 'order_links')) %}
+{%- set run_ds_sql = run_ds(var('ds', none), ref('stg_curated__order_links'), 'ds') %}
 
 with customers as (
     select customer_id, country
-    from {{ source('curated', 'conformed_customers') }}
-    where _ds = {{ run_ds_sql }}
+    from {{ ref('stg_curated__conformed_customers') }}
+    where ds = {{ run_ds_sql }}
 ),
 
 bookings as (
@@ -34,8 +34,8 @@ bookings as (
         customer_id,
         order_date as document_date,
         amount_reporting
-    from {{ source('curated', 'order_links') }}
-    where _ds = {{ run_ds_sql }}
+    from {{ ref('stg_curated__order_links') }}
+    where ds = {{ run_ds_sql }}
         and status is distinct from 'cancelled'
 ),
 
@@ -55,9 +55,9 @@ collections as (
 documents as (
     select 'bookings' as measure, * from bookings
     union all
-    select 'billings', * from billings
+    select 'billings' as measure, * from billings
     union all
-    select 'collections', * from collections
+    select 'collections' as measure, * from collections
 ),
 
 located as (
@@ -75,11 +75,14 @@ select
     country,
     month,
     {{ reporting_currency() }} as reporting_currency,
-    {%- for m in ['bookings', 'billings', 'collections'] %}
-    coalesce(sum(amount_reporting) filter (where measure = '{{ m }}'), 0) as {{ m }}_amount,
-    count(*) filter (where measure = '{{ m }}') as {{ m }}_count,
-    count(*) filter (where measure = '{{ m }}' and amount_reporting is null) as {{ m }}_fx_missing
-    {{- "," if not loop.last }}
-    {%- endfor %}
+    coalesce(sum(amount_reporting) filter (where measure = 'bookings'), 0) as bookings_amount,
+    count(*) filter (where measure = 'bookings') as bookings_count,
+    count(*) filter (where measure = 'bookings' and amount_reporting is null) as bookings_fx_missing,
+    coalesce(sum(amount_reporting) filter (where measure = 'billings'), 0) as billings_amount,
+    count(*) filter (where measure = 'billings') as billings_count,
+    count(*) filter (where measure = 'billings' and amount_reporting is null) as billings_fx_missing,
+    coalesce(sum(amount_reporting) filter (where measure = 'collections'), 0) as collections_amount,
+    count(*) filter (where measure = 'collections') as collections_count,
+    count(*) filter (where measure = 'collections' and amount_reporting is null) as collections_fx_missing
 from located
 group by country, month

@@ -1,6 +1,9 @@
 -- ERP customers: the latest version of each customer; rows deleted in the ERP (tombstones, `_deleted`) excluded.
+-- As of the run's ds (var `ds`, default the latest slice): only slices with `_ds <= ds` count.
+{%- set as_of = run_ds(var('ds', none), source('raw', 'erp_customers')) %}
+
 with latest as (
-    {{ latest_version(source('raw', 'erp_customers'), 'customer_id', 'updated_at') }}
+    {{ latest_version(source('raw', 'erp_customers'), 'customer_id', 'updated_at', as_of) }}
 )
 
 select

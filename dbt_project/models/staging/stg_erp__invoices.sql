@@ -1,6 +1,9 @@
 -- ERP invoices: the latest version of each invoice; deleted invoices (tombstones) excluded.
+-- As of the run's ds (var `ds`, default the latest slice): only slices with `_ds <= ds` count.
+{%- set as_of = run_ds(var('ds', none), source('raw', 'erp_invoices')) %}
+
 with latest as (
-    {{ latest_version(source('raw', 'erp_invoices'), 'invoice_id', 'updated_at') }}
+    {{ latest_version(source('raw', 'erp_invoices'), 'invoice_id', 'updated_at', as_of) }}
 )
 
 select

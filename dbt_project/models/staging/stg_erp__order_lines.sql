@@ -1,7 +1,10 @@
 -- ERP order lines: the latest version of each line; deleted lines (tombstones) excluded.
 -- Lines that lost their order in the ERP never land here: they are in the quarantine zone.
+-- As of the run's ds (var `ds`, default the latest slice): only slices with `_ds <= ds` count.
+{%- set as_of = run_ds(var('ds', none), source('raw', 'erp_order_lines')) %}
+
 with latest as (
-    {{ latest_version(source('raw', 'erp_order_lines'), 'line_id', 'updated_at') }}
+    {{ latest_version(source('raw', 'erp_order_lines'), 'line_id', 'updated_at', as_of) }}
 )
 
 select

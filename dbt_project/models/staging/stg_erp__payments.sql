@@ -1,7 +1,10 @@
 -- ERP payments: the latest version of each payment; deleted payments (tombstones) excluded.
 -- Payments whose hand-typed amount did not parse never land here: they are in the quarantine zone.
+-- As of the run's ds (var `ds`, default the latest slice): only slices with `_ds <= ds` count.
+{%- set as_of = run_ds(var('ds', none), source('raw', 'erp_payments')) %}
+
 with latest as (
-    {{ latest_version(source('raw', 'erp_payments'), 'payment_id', 'updated_at') }}
+    {{ latest_version(source('raw', 'erp_payments'), 'payment_id', 'updated_at', as_of) }}
 )
 
 select

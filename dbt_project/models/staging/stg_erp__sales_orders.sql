@@ -1,6 +1,9 @@
 -- ERP sales orders: the latest version of each order; rows deleted in the ERP (tombstones, `_deleted`) excluded.
+-- As of the run's ds (var `ds`, default the latest slice): only slices with `_ds <= ds` count.
+{%- set as_of = run_ds(var('ds', none), source('raw', 'erp_sales_orders')) %}
+
 with latest as (
-    {{ latest_version(source('raw', 'erp_sales_orders'), 'order_id', 'updated_at') }}
+    {{ latest_version(source('raw', 'erp_sales_orders'), 'order_id', 'updated_at', as_of) }}
 )
 
 select

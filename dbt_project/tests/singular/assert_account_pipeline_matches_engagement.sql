@@ -1,7 +1,7 @@
 {{ config(severity='warn') }}
 {#-
-    The account health mart computes open pipeline itself (business rule: probability 10-89 %,
-    non-zero amounts); curated.account_engagement carries Spark's figure. Warn where they differ.
+    The account health mart computes open pipeline itself (business rule `is_open_pipeline()`);
+    curated.account_engagement carries Spark's figure. Warn where they differ.
 -#}
 select
     m.account_id,

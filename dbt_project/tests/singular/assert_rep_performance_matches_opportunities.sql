@@ -1,7 +1,8 @@
 {#-
     Cross-check of the Spark rankings against the business rules, from curated.opportunities:
     per (owner, close quarter), won amount = won opportunities' reporting amounts and open
-    pipeline = open opportunities with probability 10-89 %, zero-amount opportunities excluded.
+    pipeline = open opportunities by the business rule (`is_open_pipeline()`: not closed,
+    probability in tally.contract's range, non-zero amount), zero-amount won opportunities excluded.
     Returns the (owner, quarter) pairs where the mart disagrees (or that only one side has).
 -#}
 {%- set run_ds_sql = run_ds(var('ds', none), source('curated', 'rep_rankings')) %}
@@ -12,9 +13,7 @@ with expected as (
         to_char(close_date, 'YYYY-"Q"Q') as quarter,
         count(*) as opportunity_count,
         coalesce(sum(amount_reporting) filter (where is_won and amount <> 0), 0) as won_amount,
-        coalesce(sum(amount_reporting) filter (
-            where not is_closed and probability between 10 and 89 and amount <> 0
-        ), 0) as open_pipeline
+        coalesce(sum(amount_reporting) filter (where {{ is_open_pipeline() }}), 0) as open_pipeline
     from {{ source('curated', 'opportunities') }}
     where _ds = {{ run_ds_sql }}
         and owner_id is not null
