@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.tally-installed
 
-.PHONY: demo test up down status lint install system-deps clean-state
+.PHONY: demo test up down status lint lint-sql install system-deps clean-state
 
 $(STAMP): pyproject.toml
 	@$(MAKE) --no-print-directory system-deps
@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	@$(BIN)/python -c 'import sys; assert sys.version_info[:2] == (3, 11), "Tally needs Python 3.11, found " + sys.version' \
 	  || { echo "Create the venv with Python 3.11: make PYTHON=/path/to/python3.11"; exit 1; }
 	@test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet uv
-	$(BIN)/uv pip install --python $(BIN)/python --quiet -e '.[dev]'
+	$(BIN)/uv pip install --python $(BIN)/python --quiet -e '.[dev,local]'
 	@# pyspark is an sdist: uv builds a new 1.3 GB wheel revision whenever the index answers a
 	@# revalidation as modified, and keeps every old one. Drop those (only unreferenced entries).
 	@$(BIN)/uv cache prune --quiet || true
@@ -39,6 +39,7 @@ demo: install
 
 test: install
 	$(BIN)/ruff check .
+	@$(MAKE) --no-print-directory lint-sql
 	$(BIN)/pytest -q
 
 up: install
@@ -52,6 +53,12 @@ status:
 
 lint: install
 	$(BIN)/ruff check .
+	@$(MAKE) --no-print-directory lint-sql
+
+# sqlfluff with the dbt templater on the dbt project (config: dbt_project/.sqlfluff). dbt needs a
+# database to compile against: TALLY_DBT_HOST's, else a throwaway embedded Postgres.
+lint-sql: install
+	$(BIN)/python -m tally_local.lint_sql dbt_project models tests snapshots
 
 # Stop the stack and delete all local state (databases, lake, logs).
 clean-state: down

@@ -3,6 +3,9 @@
 State lives in ``.tally/stack.json`` (owner-only: it holds the local credentials). Ports are
 chosen free at the first ``up`` and kept while they stay free, so connection strings stay
 stable across restarts. ``up`` is idempotent: it starts only what is not already healthy.
+Each save also writes ``.tally/profile.json``, the product's view of this deployment
+(``tally.core.profile``), through which ``tally run``, ``reconcile``, ``extract`` and ``alerts``
+reach the stack without importing this package.
 """
 
 from __future__ import annotations
@@ -17,10 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tally.config import PostgresConn, read_json, tally_home, write_private_json
-from tally.stack import airflow
-from tally.stack.postgres import EmbeddedPostgres, data_root, remove_data_root
-from tally.stack.process import alive, free_port, port_open, spawn, stop, wait_until
+from tally.core.config import PostgresConn, SalesforceConn, read_json, write_private_json
+from tally.core.paths import tally_home
+from tally.core.profile import AirflowApi, Profile, profile_path
+from tally.core.profile import write as write_profile
+from tally_local.stack import airflow
+from tally_local.stack.postgres import EmbeddedPostgres, data_root, remove_data_root
+from tally_local.stack.process import alive, free_port, port_open, spawn, stop, wait_until
 
 Progress = Callable[[str], None]
 
@@ -81,6 +87,8 @@ class Stack:
 
     def _save(self) -> None:
         write_private_json(self.state_file, self.state)
+        if "port" in self.state.get("airflow", {}):  # every service has its port (``_ensure_state``)
+            write_profile(self.profile(), profile_path(self.home))
 
     def _pg(self) -> EmbeddedPostgres:
         pg = self.state.get("postgres", {})
@@ -91,21 +99,23 @@ class Stack:
         pg = self.state["postgres"]
         return PostgresConn("127.0.0.1", pg["port"], pg["user"], pg["password"], dbname)
 
-    def resources(self, run_id: str | None = None):
-        """Core resources pointing at this stack (what the Airflow Connections point at)."""
-        from tally.config import SalesforceConn
-        from tally.lake import Lake
-        from tally.pipeline import Resources
-
-        sf = self.state["sfsim"]
-        return Resources(
-            lake=Lake(self.state["lake_uri"]),
+    def profile(self) -> Profile:
+        """This stack as a deployment profile (what the Airflow Connections point at)."""
+        sf, af = self.state["sfsim"], self.state["airflow"]
+        return Profile(
             warehouse=self.postgres("warehouse"),
+            lake=self.state["lake_uri"],
             erp=self.postgres("erp"),
             salesforce=SalesforceConn(f"https://127.0.0.1:{sf['port']}", sf["username"], sf["password"],
                                       sf["security_token"], ca_bundle=sf["cert"]),
-            run_id=run_id,
+            airflow=AirflowApi(self.airflow_url, airflow.ADMIN_USER, af["admin_password"],
+                               password_file=str(self.home / "airflow" / "passwords.json")),
+            as_of=self.state.get("seed", {}).get("as_of"),
         )
+
+    def resources(self, run_id: str | None = None):
+        """Core resources pointing at this stack."""
+        return self.profile().resources(run_id)
 
     def airflow_env(self) -> dict[str, str]:
         return airflow.environment(self.state, self.home)
@@ -172,8 +182,8 @@ class Stack:
         if alive(self.state["pids"].get("sfsim")):
             return
         sf = self.state["sfsim"]
-        from tally.sfsim.store import SalesforceStore
-        from tally.sfsim.tls import ensure_certificate
+        from tally_local.sfsim.store import SalesforceStore
+        from tally_local.sfsim.tls import ensure_certificate
 
         Path(sf["db"]).parent.mkdir(parents=True, exist_ok=True)
         ensure_certificate(Path(sf["cert"]), Path(sf["key"]))
@@ -183,7 +193,7 @@ class Stack:
         })
         SalesforceStore(Path(sf["db"])).close()  # creates the schema if new
         log = self.logs / "sfsim.log"
-        pid = spawn([sys.executable, "-m", "tally.sfsim", "--host", "127.0.0.1", "--port", str(sf["port"]),
+        pid = spawn([sys.executable, "-m", "tally_local.sfsim", "--host", "127.0.0.1", "--port", str(sf["port"]),
                      "--db", sf["db"], "--cert", sf["cert"], "--key", sf["key"],
                      "--credentials", sf["credentials"]], log)
         self._record("sfsim", pid)
@@ -280,15 +290,6 @@ class Stack:
             out.append(ServiceStatus(f"airflow {component}", ok, pids.get(component),
                                      self.airflow_url if component == "api-server" else ""))
         return out
-
-    def write_pgpass(self) -> Path:
-        """``.tally/pgpass`` (owner-only) so analysts can paste a psql command with no password in it."""
-        pg = self.state["postgres"]
-        path = self.home / "pgpass"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(f"127.0.0.1:{pg['port']}:*:{pg['user']}:{pg['password']}\n")
-        return path
 
     def write_env_file(self) -> Path:
         """``.tally/env.sh``: source it to use the ``airflow`` CLI against the stack."""

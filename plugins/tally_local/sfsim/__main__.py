@@ -1,9 +1,9 @@
-"""``python -m tally.sfsim``: serve the Salesforce simulator until SIGTERM/SIGINT.
+"""``python -m tally_local.sfsim``: serve the Salesforce simulator until SIGTERM/SIGINT.
 
 Missing certificate/key files are generated (127.0.0.1, localhost and ``--host``); a missing
 credentials file is generated with random secrets (including the ``admin_token`` of the
 ``/__admin`` fault-control API). ``--faults FILE`` starts with the faults in that JSON file
-(see :class:`tally.sfsim.faults.Faults`). One log line per request goes to stderr;
+(see :class:`tally_local.sfsim.faults.Faults`). One log line per request goes to stderr;
 passwords, tokens and query strings other than SOQL are never logged.
 """
 
@@ -16,15 +16,15 @@ import signal
 import sys
 from pathlib import Path
 
-from tally.sfsim.faults import Faults
-from tally.sfsim.server import MAX_BATCH_SIZE, make_server, write_credentials
-from tally.sfsim.tls import ensure_certificate
+from tally_local.sfsim.faults import Faults
+from tally_local.sfsim.server import MAX_BATCH_SIZE, make_server, write_credentials
+from tally_local.sfsim.tls import ensure_certificate
 
-log = logging.getLogger("tally.sfsim")
+log = logging.getLogger("tally_local.sfsim")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tally.sfsim", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tally_local.sfsim", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8443)
     parser.add_argument("--db", required=True, type=Path, help="SQLite store file")
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--session-ttl", type=float, default=7200.0, help="idle session lifetime, seconds")
     parser.add_argument(
-        "--faults", type=Path, help="JSON file of faults to inject (tally.sfsim.faults.Faults)"
+        "--faults", type=Path, help="JSON file of faults to inject (tally_local.sfsim.faults.Faults)"
     )
     args = parser.parse_args(argv)
     try:

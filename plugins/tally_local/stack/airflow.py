@@ -8,7 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tally.config import REPO_ROOT, PostgresConn, dags_folder
+from tally.core.config import PostgresConn
+from tally.core.paths import dags_dir, plugins_dir
 
 COMPONENTS = ("scheduler", "dag-processor", "triggerer", "api-server")
 ADMIN_USER = "admin"
@@ -64,8 +65,8 @@ def environment(state: dict, home: Path) -> dict[str, str]:
     api = f"http://127.0.0.1:{af['port']}"
     env = {
         "AIRFLOW_HOME": str(airflow_home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder()),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags_dir()),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(plugins_dir()),
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__PARALLELISM": "4",
@@ -121,9 +122,9 @@ def migrate(env: dict[str, str], log: Path) -> None:
 
 def command(component: str) -> list[str]:
     """The command line of one Airflow component. The scheduler starts through
-    ``tally.quality.preload``, which imports Great Expectations (~9 s) and warms it up before
+    ``tally.airflow.preload``, which imports Great Expectations (~9 s) and warms it up before
     Airflow's CLI runs: the LocalExecutor forks its workers, and they their task processes, from
     the scheduler, so gate tasks start with GX loaded instead of importing it each time."""
     if component == "scheduler" and os.environ.get("TALLY_PRELOAD_GX", "true").lower() not in ("0", "false", "no"):
-        return [sys.executable, "-m", "tally.quality.preload", *component.split()]
+        return [sys.executable, "-m", "tally.airflow.preload", *component.split()]
     return [str(venv_bin() / "airflow"), *component.split()]

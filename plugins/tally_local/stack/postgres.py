@@ -14,7 +14,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tally.stack.process import port_open
+from tally_local.stack.process import port_open
 
 PG_SYSTEM_USER = "tallypg"
 DATABASES = ("warehouse", "erp", "airflow")

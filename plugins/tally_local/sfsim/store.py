@@ -22,8 +22,8 @@ from itertools import groupby
 from pathlib import Path
 
 from tally.catalog import SALESFORCE, Dataset, Field
-from tally.sfsim.faults import register_functions
-from tally.sfsim.soql import SoqlQuery, format_datetime, parse_datetime, quote_ident
+from tally_local.sfsim.faults import register_functions
+from tally_local.sfsim.soql import SoqlQuery, format_datetime, parse_datetime, quote_ident
 
 _SQL_TYPES = {"bool": "INTEGER", "int": "INTEGER", "decimal": "REAL", "double": "REAL"}
 
@@ -197,7 +197,7 @@ class SalesforceStore:
         with self._data() as conn:
             return conn.execute(sql, params).fetchone()[0]
 
-    # --- targeted changes (the scenario helpers in tally.sfsim.scenarios use these) -----------
+    # --- targeted changes (the scenario helpers in tally_local.sfsim.scenarios use these) -----------
 
     def existing_ids(self, object_name: str, ids: Iterable[str]) -> set[str]:
         """The subset of ``ids`` that exist (deleted rows included)."""

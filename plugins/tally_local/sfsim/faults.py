@@ -44,7 +44,7 @@ from datetime import date
 from typing import Any
 
 from tally.catalog import Dataset, Field
-from tally.sfsim.soql import VIRTUAL_COLUMNS, format_datetime, parse_datetime, quote_ident
+from tally_local.sfsim.soql import VIRTUAL_COLUMNS, format_datetime, parse_datetime, quote_ident
 
 LOGICAL_TYPES = ("id", "string", "bool", "int", "decimal", "double", "date", "datetime")
 _NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,79}\Z")

@@ -1,6 +1,6 @@
 """Data scenarios an incremental Salesforce extractor must survive, applied to the store.
 
-Each helper is one transaction on :class:`~tally.sfsim.store.SalesforceStore` and is visible to
+Each helper is one transaction on :class:`~tally_local.sfsim.store.SalesforceStore` and is visible to
 the very next API call (REST cursors and finished Bulk jobs keep their snapshots). Times are
 tz-aware datetimes (or ISO strings with an offset); they are stored with millisecond precision,
 as Salesforce does.
@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from tally.catalog import Dataset
-from tally.sfsim.store import SalesforceStore
+from tally_local.sfsim.store import SalesforceStore
 
 __all__ = ["delete", "late_commit", "purge", "touch_same_second", "undelete"]
 

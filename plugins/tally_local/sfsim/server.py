@@ -8,7 +8,7 @@ Endpoints (``{ver}`` is any ``NN.N``):
 * ``GET /services/data/v{ver}/query|queryAll?q=SOQL`` and ``.../query/{locator}-{offset}`` pages
 * ``GET /services/data/v{ver}/sobjects/`` and ``.../sobjects/{Obj}/describe``
 * ``GET /services/data/v{ver}/limits``
-* Bulk API 2.0 query jobs under ``/services/data/v{ver}/jobs/query`` (see :mod:`tally.sfsim.bulk`)
+* Bulk API 2.0 query jobs under ``/services/data/v{ver}/jobs/query`` (see :mod:`tally_local.sfsim.bulk`)
 * ``GET /health`` -> ``ok``
 * ``GET|PUT /__admin/faults``, ``GET /__admin/counters``, ``POST /__admin/reset``: fault control
   for out-of-process tests, only with ``X-Sfsim-Admin-Token: <admin_token>`` (403 otherwise;
@@ -19,7 +19,7 @@ with ``Sforce-Limit-Info: api-usage=USED/MAX``. Query results are snapshots take
 runs (rows are serialised once and paged from memory), so a cursor never sees later writes.
 Sessions, cursors, jobs and the API counters live in memory: a restart logs everybody out.
 
-Failures are injected deterministically with :class:`tally.sfsim.faults.Faults` (constructor
+Failures are injected deterministically with :class:`tally_local.sfsim.faults.Faults` (constructor
 ``faults=``, :meth:`SalesforceSimulator.set_faults`, the admin API, or ``--faults`` on the CLI).
 """
 
@@ -54,12 +54,12 @@ from xml.etree import ElementTree
 
 from tally import sfid
 from tally.catalog import Dataset, Field
-from tally.sfsim import soql
-from tally.sfsim.bulk import DELIMITERS, LINE_ENDINGS, BulkError, BulkJob, BulkJobs
-from tally.sfsim.faults import Faults
-from tally.sfsim.store import SalesforceStore
+from tally_local.sfsim import soql
+from tally_local.sfsim.bulk import DELIMITERS, LINE_ENDINGS, BulkError, BulkJob, BulkJobs
+from tally_local.sfsim.faults import Faults
+from tally_local.sfsim.store import SalesforceStore
 
-log = logging.getLogger("tally.sfsim")
+log = logging.getLogger("tally_local.sfsim")
 
 DAILY_API_LIMIT = 15000
 MIN_BATCH_SIZE, MAX_BATCH_SIZE = 200, 2000
@@ -260,7 +260,7 @@ class SalesforceSimulator(ThreadingHTTPServer):
             }
 
     def admit(self, token: str | None) -> Admission:
-        """Number an API call and decide its fate (see :mod:`tally.sfsim.faults` for the order)."""
+        """Number an API call and decide its fate (see :mod:`tally_local.sfsim.faults` for the order)."""
         now = time.monotonic()
         with self._lock:
             f = self._faults
@@ -755,7 +755,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.dumps(head)[:-1] + ', "records": [' + ", ".join(records[offset:end]) + "]}"
         self._send(200, body)
 
-    # Bulk API 2.0 query jobs (see tally.sfsim.bulk)
+    # Bulk API 2.0 query jobs (see tally_local.sfsim.bulk)
     def _json_body(self) -> Any:
         try:
             return json.loads(self.body or b"null")
@@ -1079,7 +1079,7 @@ def start_in_thread(
     """
     tempdir = None
     if certfile is None:
-        from tally.sfsim.tls import generate_certificate
+        from tally_local.sfsim.tls import generate_certificate
 
         tempdir = tempfile.mkdtemp(prefix="sfsim-tls-")
         certfile, keyfile = Path(tempdir, "cert.pem"), Path(tempdir, "key.pem")

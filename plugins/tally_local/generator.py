@@ -439,9 +439,3 @@ def to_reporting(amount: Decimal | None, currency: str | None, day: date | None,
     with localcontext() as ctx:
         ctx.prec = 60
         return (Decimal(amount) * rep / src).quantize(Decimal("1e-9"), rounding=ROUND_HALF_UP)
-
-
-def ds_interval(ds: str) -> tuple[datetime, datetime]:
-    day = date.fromisoformat(ds)
-    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    return start, start + timedelta(days=1)

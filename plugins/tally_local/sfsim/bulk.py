@@ -54,8 +54,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tally.catalog import Field
-from tally.sfsim.faults import plain_number
-from tally.sfsim.soql import format_datetime
+from tally_local.sfsim.faults import plain_number
+from tally_local.sfsim.soql import format_datetime
 
 UPLOAD_COMPLETE, IN_PROGRESS, JOB_COMPLETE = "UploadComplete", "InProgress", "JobComplete"
 FAILED, ABORTED = "Failed", "Aborted"

@@ -28,7 +28,7 @@ from tally.catalog import SALESFORCE, Dataset
 
 MALFORMED_QUERY = "MALFORMED_QUERY"
 # ``Dataset.extra`` key: {field: SQL expression} for fields that are computed, not stored
-# (the simulator's describe drift, see :mod:`tally.sfsim.faults`).
+# (the simulator's describe drift, see :mod:`tally_local.sfsim.faults`).
 VIRTUAL_COLUMNS = "sfsim_virtual_columns"
 INVALID_TYPE = "INVALID_TYPE"
 INVALID_FIELD = "INVALID_FIELD"

@@ -13,8 +13,8 @@ import psycopg
 from psycopg import sql
 
 from tally.catalog import ERP
-from tally.generator import SyntheticData
-from tally.sources.erp_dialect import ErpConn, MySQLConn
+from tally.sources.erp.dialect import ErpConn, MySQLConn
+from tally_local.generator import SyntheticData
 
 # The legacy ERP's own schema (what an on-premises system would have).
 ERP_DDL = """
@@ -178,7 +178,7 @@ def seed_erp_mysql(conn_info: MySQLConn, data: SyntheticData) -> None:
 
 
 def seed_salesforce(store_path: Path, data: SyntheticData) -> None:
-    from tally.sfsim.store import SalesforceStore
+    from tally_local.sfsim.store import SalesforceStore
 
     store = SalesforceStore(store_path)
     try:

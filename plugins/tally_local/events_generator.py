@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from tally import sfid
-from tally.events.layout import ds_of
+from tally.contract import EVENTS_TOPIC
+from tally.sources.kafka.layout import ds_of
 
-DEFAULT_TOPIC = "tally.activity"
 DEFAULT_PARTITIONS = 3
 
 # Relative volume by UTC hour: quiet nights, a morning and an afternoon peak.
@@ -80,7 +80,7 @@ def _account_ids(accounts: Sequence[dict] | Sequence[str] | None, scale: EventSc
     if accounts:
         ids = [a["Id"] if isinstance(a, dict) else a for a in accounts]
         return [sfid.to18(i) for i in ids if i]
-    # The same ids tally.generator gives its accounts, so events join the CRM by default.
+    # The same ids tally_local.generator gives its accounts, so events join the CRM by default.
     return [sfid.make("001", 5000 + n) for n in range(scale.synthetic_accounts)]
 
 
@@ -225,7 +225,7 @@ def ensure_topic(bootstrap: str, topic: str, partitions: int = DEFAULT_PARTITION
 
 def topic_has_messages(bootstrap: str, topic: str) -> bool:
     """Whether ``topic`` holds any message (by fetching: tansu's end_offsets can't be trusted)."""
-    from tally.events.probe import highwaters
+    from tally.sources.kafka.probe import highwaters
 
     return any(high > low for low, high in highwaters(bootstrap, topic).values())
 
@@ -252,7 +252,7 @@ def send(bootstrap: str, topic: str, messages: Iterable[EventMessage]) -> int:
     return len(futures)
 
 
-def produce_events(bootstrap: str, topic: str = DEFAULT_TOPIC, *, seed: int = 7,
+def produce_events(bootstrap: str, topic: str = EVENTS_TOPIC, *, seed: int = 7,
                    scale: EventScale = EventScale(), as_of: datetime | None = None,
                    accounts: Sequence[dict] | Sequence[str] | None = None,
                    partitions: int = DEFAULT_PARTITIONS, if_empty: bool = True) -> dict:
