@@ -22,14 +22,10 @@ from __future__ import annotations
 import sys
 import time
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
-if str(Path(__file__).resolve().parent) not in sys.path:  # curated_lib, when loaded from elsewhere
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import curated_lib as lib  # noqa: E402
-from pyspark.sql import DataFrame, Observation, SparkSession, Window  # noqa: E402
-from pyspark.sql import functions as F  # noqa: E402
+import curated_lib as lib
+from pyspark.sql import DataFrame, Observation, SparkSession, Window
+from pyspark.sql import functions as F
 
 JOB = "account_engagement"
 OUTPUT = "account_engagement"

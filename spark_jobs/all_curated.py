@@ -12,17 +12,13 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
-if str(Path(__file__).resolve().parent) not in sys.path:  # the job modules, when loaded from elsewhere
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import account_engagement  # noqa: E402
-import conformed_customers  # noqa: E402
-import curated_lib as lib  # noqa: E402
-import opportunity_enrichment  # noqa: E402
-import rep_rankings  # noqa: E402
-from pyspark.sql import SparkSession  # noqa: E402
+import account_engagement
+import conformed_customers
+import curated_lib as lib
+import opportunity_enrichment
+import rep_rankings
+from pyspark.sql import SparkSession
 
 JOB = "all_curated"
 JOBS = (conformed_customers, opportunity_enrichment, rep_rankings, account_engagement)

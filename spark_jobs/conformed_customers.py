@@ -13,14 +13,10 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
-if str(Path(__file__).resolve().parent) not in sys.path:  # curated_lib, when loaded from elsewhere
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import curated_lib as lib  # noqa: E402
-from pyspark.sql import DataFrame, SparkSession  # noqa: E402
-from pyspark.sql import functions as F  # noqa: E402
+import curated_lib as lib
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 JOB = "conformed_customers"
 OUTPUT = "conformed_customers"

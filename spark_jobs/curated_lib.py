@@ -5,6 +5,10 @@ Salesforce references and FX conversion, writing and committing a curated ds, an
 Each job module (``conformed_customers``, ``opportunity_enrichment``, ``rep_rankings``,
 ``account_engagement``) defines ``JOB``, ``run(spark, lake_uri, ds, ...)`` and ends with
 ``sys.exit(curated_lib.job_main(JOB, run))``, so it runs on its own under ``spark-submit``.
+This module and the Tally modules the jobs import (``tally.contract``, ``tally.catalog``,
+``tally.lake``, ``tally.spark_session``) reach the job through ``--py-files``
+(``tally.spark_submit.py_files``); tests put ``spark_jobs/`` on the path (pyproject's pytest
+``pythonpath``).
 The rules are documented for users in ``docs/curated.md``.
 
 No Python UDFs: every transformation is a Spark SQL expression, so executors (also on a
@@ -19,23 +23,18 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 
-try:
-    import tally  # noqa: F401
-except ImportError:  # a checkout run without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins"))
+import pyarrow.parquet as pq
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
-import pyarrow.fs as pafs  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
-from pyspark.sql import Column, DataFrame, SparkSession, Window  # noqa: E402
-from pyspark.sql import functions as F  # noqa: E402
-from pyspark.sql import types as T  # noqa: E402
-
-from tally import catalog  # noqa: E402
-from tally.lake import MANIFEST, Lake, S3Options, schema_fingerprint  # noqa: E402
-from tally.spark_session import build_session, checksum_col, has_class  # noqa: E402
+from tally import catalog
+from tally.lake import Lake, Manifest, PartitionWriter, S3Options, schema_fingerprint
+from tally.lake.checksum import checksum_col
+from tally.spark_session import build_session, has_class
 
 S3A_CLASS = "org.apache.hadoop.fs.s3a.S3AFileSystem"
 S3A_MISSING = (
@@ -58,7 +57,7 @@ SPARK_TYPES: dict[str, T.DataType] = {
     "date": T.DateType(),
     "datetime": T.TimestampType(),
 }
-# The columns of raw/kafka/activity the jobs read (see tally.events.schema.EVENT_SCHEMA).
+# The columns of raw/kafka/activity the jobs read (see tally.sources.kafka.schema.EVENT_SCHEMA).
 EVENT_SCHEMA = T.StructType([
     T.StructField("event_id", T.StringType()),
     T.StructField("event_type", T.StringType()),
@@ -140,7 +139,7 @@ def _manifest_urls(lake: Lake, path: str, parts: list[str], what: str) -> list[s
         manifest = lake.read_manifest(path, part_ds)
         if manifest is None:  # uncommitted between listing and reading
             raise JobError(f"{what} ds={part_ds} lost its manifest while the job ran")
-        urls += [lake.url(Lake.partition(path, part_ds), f) for f in manifest["files"]]
+        urls += [lake.url(Lake.partition(path, part_ds), f) for f in manifest.files]
     return urls
 
 
@@ -357,21 +356,6 @@ def unrankable_counts() -> dict[str, Column]:
 
 
 # -- writing -------------------------------------------------------------------------------
-def _tidy_partition(lake: Lake, dataset_path: str, ds: str) -> list[str]:
-    """Delete Spark's side files (_SUCCESS, .crc, _temporary); return the parquet file names."""
-    part = lake.path(Lake.partition(dataset_path, ds))
-    keep: list[str] = []
-    for info in lake.fs.get_file_info(pafs.FileSelector(part, recursive=False)):
-        name = info.base_name
-        if info.type == pafs.FileType.File and name.endswith(".parquet") and name[0] not in "._":
-            keep.append(name)
-        elif info.type == pafs.FileType.Directory:
-            lake.fs.delete_dir(info.path)
-        elif name != MANIFEST:
-            lake.fs.delete_file(info.path)
-    return sorted(keep)
-
-
 OBSERVATION_WAIT_S = 60.0
 
 
@@ -391,6 +375,24 @@ def observed(observation, what: str) -> dict:
     return got
 
 
+@dataclass
+class Staged:
+    """A curated ds written and measured but not committed yet: its files are in the ds folder
+    under this attempt's names, which no committed manifest lists (see ``tally.lake.writer``)."""
+
+    writer: PartitionWriter
+    manifest: Manifest
+
+    def urls(self) -> list[str]:
+        """The staged files, for Spark to read before they are committed."""
+        part = Lake.partition(self.writer.dataset_path, self.writer.ds)
+        return [self.writer.lake.url(part, f) for f in self.manifest.files]
+
+    def commit(self) -> Manifest:
+        """The manifest (one atomic write) makes the files the ds; the previous version's are swept."""
+        return self.writer.commit(self.manifest)
+
+
 def write_curated(
     lake: Lake,
     frame: DataFrame,
@@ -402,18 +404,38 @@ def write_curated(
     counts: dict[str, dict[str, Column]] | None = None,
     publish: list[str] | None = None,
     derive: Callable[[dict], dict] | None = None,
-) -> dict:
-    """Replace ``curated/<name>`` ds=<ds> with ``frame`` and commit it with a manifest: row
-    count, key checksum over ``catalog.CURATED_KEYS[name]``, schema fingerprint, inputs, the
-    job's ``extra`` values and ``counts`` (``{group: {name: aggregate}}``, group ``""`` for
-    top-level counts). Only the ``publish`` columns are written (all by default).
+) -> Manifest:
+    """Replace ``curated/<name>`` ds=<ds> with ``frame`` and commit it: ``stage_curated``, then
+    ``Staged.commit``. The previous version stays committed until the new manifest is written."""
+    return stage_curated(lake, frame, name, ds, inputs, extra, rows_per_file, counts, publish, derive).commit()
 
-    The count, checksum and ``counts`` are measured while the files are written (a Spark
-    ``Observation`` on the write), so ``frame`` is computed once and need not be cached.
-    ``derive(extra)``, if given, runs after the write (when the job's own observations are
-    complete) and returns the manifest's extra values. The row count must equal the rows in
-    the written Parquet files' footers, or nothing is committed: a stage Spark re-ran (which
-    would count twice) fails the job instead of committing a wrong manifest.
+
+def stage_curated(
+    lake: Lake,
+    frame: DataFrame,
+    name: str,
+    ds: str,
+    inputs: dict[str, list[str]],
+    extra: dict | None = None,
+    rows_per_file: int = ROWS_PER_FILE,
+    counts: dict[str, dict[str, Column]] | None = None,
+    publish: list[str] | None = None,
+    derive: Callable[[dict], dict] | None = None,
+) -> Staged:
+    """Write ``frame`` as a new version of ``curated/<name>`` ds=<ds> and return it with its
+    manifest, uncommitted: row count, key checksum over ``catalog.CURATED_KEYS[name]``, schema
+    fingerprint, inputs, the job's ``extra`` values and ``counts`` (``{group: {name:
+    aggregate}}``, group ``""`` for top-level counts). Only the ``publish`` columns are written
+    (all by default).
+
+    Spark writes into the attempt's stage folder inside the ds (``PartitionWriter.stage_dir``);
+    its parquet files are then moved into the ds under the attempt's names, never over a
+    committed file. The count, checksum and ``counts`` are measured while the files are written
+    (a Spark ``Observation`` on the write), so ``frame`` is computed once and need not be
+    cached. ``derive(extra)``, if given, runs after the write (when the job's own observations
+    are complete) and returns the manifest's extra values. The row count must equal the rows in
+    the written Parquet files' footers, or nothing is staged: a stage Spark re-ran (which would
+    count twice) fails the job instead of committing a wrong manifest.
 
     Files hold at most ``rows_per_file`` rows and are written by as many tasks as the plan has
     partitions (no coalescing into one task)."""
@@ -427,61 +449,53 @@ def write_curated(
     measuring = frame.observe(observation, *aggs)
     if publish is not None:
         measuring = measuring.select(*publish)
-    lake.clear_partition(path, ds)
-    (
-        measuring.write.mode("overwrite")
-        .option("compression", "snappy")
-        .option("maxRecordsPerFile", rows_per_file)
-        .parquet(lake.url(Lake.partition(path, ds)))
-    )
-    measured = observed(observation, dataset_id)
-    rows, key_checksum = int(measured.pop("_rows")), str(measured.pop("_checksum"))
-    extra = dict(extra or {})
-    for label, value in measured.items():
-        group, _, item = label.partition("::")
-        value = int(value) if value is not None else None
-        if group:
-            extra.setdefault(group, {})[item] = value
-        else:  # the "" group: top-level counts
-            extra[item] = value
-    if derive is not None:
-        extra = derive(extra)
-    files = _tidy_partition(lake, path, ds)
-    if not files:
-        raise JobError(f"Spark wrote no parquet file for {dataset_id} ds={ds}")
-    part = lake.path(Lake.partition(path, ds))
-    written = 0
-    schema = None
-    for file_name in files:
-        meta = pq.ParquetFile(f"{part}/{file_name}", filesystem=lake.fs)
-        written += meta.metadata.num_rows
-        schema = schema or meta.schema_arrow
-    if written != rows:  # the manifest must describe the files, not the plan
-        raise JobError(f"{dataset_id} ds={ds}: Spark wrote {written} rows but measured {rows} while writing")
-    return lake.write_manifest(
-        path,
-        ds,
-        {
-            **extra,
-            "dataset": dataset_id,
-            "files": files,
-            "row_count": rows,
-            "key_checksum": key_checksum,
-            "key": key,
-            "schema_fingerprint": schema_fingerprint(schema),
-            "inputs": inputs,
-        },
-    )
+    writer = PartitionWriter(lake, path, ds)
+    try:
+        (
+            measuring.write.mode("overwrite")
+            .option("compression", "snappy")
+            .option("maxRecordsPerFile", rows_per_file)
+            .parquet(lake.url(writer.stage_dir()))
+        )
+        measured = observed(observation, dataset_id)
+        rows, key_checksum = int(measured.pop("_rows")), str(measured.pop("_checksum"))
+        extra = dict(extra or {})
+        for label, value in measured.items():
+            group, _, item = label.partition("::")
+            value = int(value) if value is not None else None
+            if group:
+                extra.setdefault(group, {})[item] = value
+            else:  # the "" group: top-level counts
+                extra[item] = value
+        if derive is not None:
+            extra = derive(extra)
+        files = writer.adopt_staged()
+        if not files:
+            raise JobError(f"Spark wrote no parquet file for {dataset_id} ds={ds}")
+        written = 0
+        schema = None
+        for file_name in files:
+            meta = pq.ParquetFile(f"{writer.folder}/{file_name}", filesystem=lake.fs)
+            written += meta.metadata.num_rows
+            schema = schema or meta.schema_arrow
+        if written != rows:  # the manifest must describe the files, not the plan
+            raise JobError(f"{dataset_id} ds={ds}: Spark wrote {written} rows but measured {rows} while writing")
+    except BaseException:
+        writer.abort()
+        raise
+    manifest = Manifest(dataset=dataset_id, files=files, row_count=rows, key_checksum=key_checksum, key=key,
+                        schema_fingerprint=schema_fingerprint(schema), extra={**extra, "inputs": inputs})
+    return Staged(writer, manifest)
 
 
-def summary(job: str, ds: str, lake: Lake, manifests: dict[str, dict], started: float, **more) -> dict:
+def summary(job: str, ds: str, lake: Lake, manifests: dict[str, Manifest], started: float, **more) -> dict:
     """The one JSON line a job prints: rows and checksums per output, inputs, seconds."""
     return {
         "job": job,
         "ds": ds,
         "lake": lake.uri,
-        "rows": {f"curated.{n}": m["row_count"] for n, m in manifests.items()},
-        "key_checksums": {f"curated.{n}": m["key_checksum"] for n, m in manifests.items()},
+        "rows": {f"curated.{n}": m.row_count for n, m in manifests.items()},
+        "key_checksums": {f"curated.{n}": m.key_checksum for n, m in manifests.items()},
         "inputs": {n: m["inputs"] for n, m in manifests.items()},
         "seconds": round(time.monotonic() - started, 3),
         **more,

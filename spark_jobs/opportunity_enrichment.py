@@ -22,14 +22,10 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
-if str(Path(__file__).resolve().parent) not in sys.path:  # curated_lib, when loaded from elsewhere
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import curated_lib as lib  # noqa: E402
-from pyspark.sql import DataFrame, SparkSession  # noqa: E402
-from pyspark.sql import functions as F  # noqa: E402
+import curated_lib as lib
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 JOB = "opportunity_enrichment"
 OPPORTUNITIES = "opportunities"
@@ -146,16 +142,14 @@ def run(spark: SparkSession, lake_uri: str, ds: str, *, reporting_currency: str 
     orders = lib.live(spark, lake, "erp.sales_orders", ds, inputs)
     customers = lib.read_curated(spark, lake, "conformed_customers", ds, inputs)
 
-    # Uncommit both outputs before writing either: a failure leaves neither half-replaced.
-    lake.clear_partition(lib.curated_path(OPPORTUNITIES), ds)
-    lake.clear_partition(lib.curated_path(ORDER_LINKS), ds)
-
     # opportunities first, with their order counts from the orders' reference keys; then
     # order_links resolves the orders against the opportunities that have orders, read back
-    # from the committed files. The latest-version window over the raw opportunities thus runs
-    # once. Nothing is cached: each output is computed once, measured while it is written.
+    # from the files just written. The latest-version window over the raw opportunities thus
+    # runs once. Nothing is cached: each output is computed once, measured while it is written.
+    # Both are staged before either is committed: a failure leaves both previous versions
+    # committed and whole.
     enriched = enrich(build_opportunities(opps, accounts, users), customers, order_counts(orders), rates, reporting)
-    opp_manifest = lib.write_curated(
+    opp_staged = lib.stage_curated(
         lake, enriched, OPPORTUNITIES, ds, inputs, {"reporting_currency": reporting}, rows_per_file,
         counts={"": {"fx_missing": lib.count_if(F.col("fx_rate").isNull()),
                      "with_customer": lib.count_if(F.col("customer_id").isNotNull()),
@@ -164,18 +158,23 @@ def run(spark: SparkSession, lake_uri: str, ds: str, *, reporting_currency: str 
     )
     # An order names a live opportunity exactly when that opportunity counted it, so
     # resolving against those with orders gives what resolving against all of them would.
-    with_orders = (lib.read_curated(spark, lake, OPPORTUNITIES, ds, {})
-                   .filter(F.col("order_count") > 0).select(F.col("opportunity_id").alias("id")))
-    links = build_order_links(orders, customers, with_orders, rates, reporting)
-    published = [c for c in links.columns if c != "_ref_how"]
-    links_manifest = lib.write_curated(
-        lake, links, ORDER_LINKS, ds, inputs, {"reporting_currency": reporting}, rows_per_file,
-        counts={"link_counts": lib.counts_of("link", LINKS),
-                "unlinked_reasons": lib.counts_of("_ref_how", UNLINKED_REASONS),
-                "ref_resolutions": lib.counts_of("_ref_how", REF_RESOLUTIONS),
-                "": {"fx_missing": lib.count_if(F.col("fx_rate").isNull())}},
-        publish=published,
-    )
+    try:
+        with_orders = (spark.read.parquet(*opp_staged.urls())
+                       .filter(F.col("order_count") > 0).select(F.col("opportunity_id").alias("id")))
+        links = build_order_links(orders, customers, with_orders, rates, reporting)
+        published = [c for c in links.columns if c != "_ref_how"]
+        links_staged = lib.stage_curated(
+            lake, links, ORDER_LINKS, ds, inputs, {"reporting_currency": reporting}, rows_per_file,
+            counts={"link_counts": lib.counts_of("link", LINKS),
+                    "unlinked_reasons": lib.counts_of("_ref_how", UNLINKED_REASONS),
+                    "ref_resolutions": lib.counts_of("_ref_how", REF_RESOLUTIONS),
+                    "": {"fx_missing": lib.count_if(F.col("fx_rate").isNull())}},
+            publish=published,
+        )
+    except BaseException:
+        opp_staged.writer.abort()  # its files, never committed
+        raise
+    opp_manifest, links_manifest = opp_staged.commit(), links_staged.commit()
     link_counts = links_manifest["link_counts"]
     fx_missing, order_fx_missing = opp_manifest["fx_missing"], links_manifest["fx_missing"]
     return lib.summary(JOB, ds, lake, {OPPORTUNITIES: opp_manifest, ORDER_LINKS: links_manifest}, started,

@@ -19,18 +19,17 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
-if str(Path(__file__).resolve().parent) not in sys.path:  # curated_lib, when loaded from elsewhere
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
+import curated_lib as lib
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
 
-import curated_lib as lib  # noqa: E402
-from pyspark.sql import DataFrame, SparkSession, Window  # noqa: E402
-from pyspark.sql import functions as F  # noqa: E402
+from tally import contract
 
 JOB = "rep_rankings"
 OUTPUT = "rep_rankings"
-OPEN_PROBABILITY = (10.0, 89.0)  # open pipeline: not closed, probability in this range (inclusive)
+# open pipeline: not closed, probability in this range (inclusive), non-zero amount (defined once)
+OPEN_PROBABILITY = contract.OPEN_PIPELINE_PROBABILITY
 RANKING_INPUTS = ("owner_id", "owner_name", "region", "close_date", "is_won", "is_closed", "probability", "amount",
                   "amount_reporting")
 

@@ -1,0 +1,94 @@
+"""A partition's manifest, ``_manifest.json``: the commit marker of a ds.
+
+Every zone writes the same common fields (``dataset``, ``files``, ``row_count``,
+``key_checksum``, ``schema_fingerprint``, ``ds``, ``committed_at``, and where they apply
+``key``, ``source_count``, ``watermark``, ``mode``); what only one zone records (the ERP's
+tombstones, Kafka's per-file entries, a curated job's counts and inputs…) is in ``extra``.
+
+A ``Manifest`` serialises to exactly the JSON written before it existed: the common fields
+that are set, next to the ``extra`` values, at the top level of one object. It also reads as
+that JSON object (``manifest["row_count"]``, ``.get``, ``in``, ``.items()``), so readers that
+only need a value or two need not know which fields are typed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+MANIFEST = "_manifest.json"
+
+
+@dataclass(eq=False)
+class Manifest(Mapping[str, Any]):
+    files: list[str] = field(default_factory=list)  # file names in the ds folder: the ds's data
+    dataset: str | None = None
+    row_count: int | None = None
+    key_checksum: str | None = None  # tally.lake.checksum of the key column over every listed row
+    schema_fingerprint: str | None = None
+    key: str | None = None
+    source_count: int | None = None
+    watermark: dict[str, Any] | None = None
+    mode: str | None = None
+    ds: str | None = None  # set by the commit
+    committed_at: str | None = None  # set by the commit
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        clash = set(self.extra) & _COMMON
+        if clash:
+            raise ValueError(f"manifest extra values may not name common fields: {sorted(clash)}")
+
+    # -- the JSON form -------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Manifest:
+        """A manifest from its JSON object (also one written before this class existed)."""
+        if isinstance(data, Manifest):
+            return dataclasses.replace(data, files=list(data.files), extra=dict(data.extra))
+        common = {k: data[k] for k in _COMMON if k in data}
+        common["files"] = list(common.get("files") or [])
+        return cls(**common, extra={k: v for k, v in data.items() if k not in _COMMON})
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Manifest:
+        return cls.from_dict(json.loads(text))
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {k: getattr(self, k) for k in _ORDER if getattr(self, k) is not None}
+        out["files"] = list(self.files)
+        out.update(self.extra)
+        return out
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True, default=str).encode()
+
+    def updated(self, **values: Any) -> Manifest:
+        """A copy with ``values`` set: common fields by attribute, anything else in ``extra``."""
+        common = {k: v for k, v in values.items() if k in _COMMON}
+        extra = {**self.extra, **{k: v for k, v in values.items() if k not in _COMMON}}
+        return dataclasses.replace(self, **common, extra=extra)
+
+    # -- read access by key (Mapping over to_dict()) --------------------------------------
+    def __getitem__(self, name: str) -> Any:
+        if name in _COMMON:
+            value = getattr(self, name)
+            if value is None and name != "files":
+                raise KeyError(name)
+            return value
+        return self.extra[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.to_dict())
+
+    def __len__(self) -> int:
+        return len(self.to_dict())
+
+    def __repr__(self) -> str:
+        return f"Manifest({self.to_dict()!r})"
+
+
+_COMMON = frozenset(f.name for f in dataclasses.fields(Manifest)) - {"extra"}
+_ORDER = tuple(f.name for f in dataclasses.fields(Manifest) if f.name != "extra")
