@@ -14,15 +14,15 @@ from pathlib import Path
 
 from rich.console import Console
 
-from tally.config import PostgresConn
+from tally.core.config import PostgresConn
 
 
 @contextlib.contextmanager
 def embedded_postgres(console: Console, *databases: str) -> Iterator[tuple[Path, dict[str, PostgresConn]]]:
     """Start Postgres with ``databases``; yields the scratch root (readable by the server's user,
     for files ``COPY`` or ``psql`` read) and a connection per database."""
-    from tally.stack.postgres import EmbeddedPostgres
-    from tally.stack.process import free_port
+    from tally_local.stack.postgres import EmbeddedPostgres
+    from tally_local.stack.process import free_port
 
     root = Path(tempfile.mkdtemp(prefix="tally-bench-pg-", dir="/var/tmp" if os.geteuid() == 0 else None))
     if os.geteuid() == 0:

@@ -6,7 +6,7 @@ cases), this times, for one ds:
 
 =================  ==========================================================================
 ``bare``           ``dbt build --vars {ds}`` in a subprocess: the baseline
-``single_task``    the DAG's ``dbt_build`` task (``tally.pipeline.dbt_build``: one ``dbt build``)
+``single_task``    the DAG's ``dbt_build`` task (``tally.stages.dbt.dbt_build``: one ``dbt build``)
                    run by Airflow (``dag.test()``)
 ``cosmos``         astronomer-cosmos ``DbtTaskGroup`` from the precompiled manifest
                    (``LoadMode.DBT_MANIFEST``, ``ExecutionMode.LOCAL``, in-process dbtRunner,
@@ -42,6 +42,8 @@ import time
 import uuid
 from pathlib import Path
 
+from tally import contract
+
 REPO = Path(__file__).resolve().parents[1]
 PROJECT = REPO / "dbt_project"
 DS = "2024-03-02"
@@ -67,9 +69,10 @@ DAGS_FILE = textwrap.dedent('''
     with DAG(dag_id="bench_dbt_single_task", schedule=None, start_date=START, catchup=False) as single_task:
         @task
         def dbt_build():
-            from tally.config import PostgresConn
+            from tally.core.config import PostgresConn
+            from tally.core.resources import Resources
             from tally.lake import Lake
-            from tally.pipeline import Resources, dbt_build
+            from tally.stages.dbt import dbt_build
 
             env = os.environ
             wh = PostgresConn(env["TALLY_DBT_HOST"], int(env["TALLY_DBT_PORT"]), env["TALLY_DBT_USER"],
@@ -82,10 +85,12 @@ DAGS_FILE = textwrap.dedent('''
         from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
         from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
 
+        from tally.contract import dbt_vars
+
         DbtTaskGroup(
             group_id="dbt",
             project_config=ProjectConfig(manifest_path=Path(TARGET) / "manifest.json", project_name="tally",
-                                         dbt_vars={"ds": DS}, partial_parse=True),
+                                         dbt_vars={**dbt_vars(), "ds": DS}, partial_parse=True),
             profile_config=ProfileConfig(profile_name="tally", target_name="local",
                                          profiles_yml_filepath=PROJECT / "profiles.yml"),
             execution_config=ExecutionConfig(execution_mode=ExecutionMode.LOCAL,
@@ -116,7 +121,7 @@ CHILD = textwrap.dedent('''
 
 
 def start_postgres(home: Path):
-    from tally.stack.manager import Stack
+    from tally_local.stack.manager import Stack
 
     stack = Stack(home=home)
     home.mkdir(parents=True, exist_ok=True)
@@ -149,7 +154,7 @@ def dbt_env(wh) -> dict[str, str]:
 
 def bare_build(env: dict, target: Path) -> float:
     cmd = [str(Path(sys.executable).with_name("dbt")), "build", "--project-dir", str(PROJECT), "--profiles-dir",
-           str(PROJECT), "--target-path", str(target), "--vars", json.dumps({"ds": DS})]
+           str(PROJECT), "--target-path", str(target), "--vars", json.dumps({**contract.dbt_vars(), "ds": DS})]
     started = time.monotonic()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     elapsed = time.monotonic() - started

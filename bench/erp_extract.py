@@ -7,7 +7,7 @@ in its own subprocess and reads its peak RSS (``ru_maxrss``):
 
 * ``limit``: ``COPY (SELECT … same window …) TO STDOUT`` by ``psql`` into /dev/null: what the
   server and the protocol can deliver, with no client work at all;
-* ``tally``: ``tally.sources.erp.extract`` landing the table in a local lake (typed, exact
+* ``tally``: ``tally.sources.erp.ErpSource.extract`` landing the table in a local lake (typed, exact
   decimals, UTC timestamps, quarantine, key checksum, Parquet, manifest);
 * ``tally (rows/10)``: the same on a table a tenth the size, to show memory does not grow
   with the row count;
@@ -40,8 +40,8 @@ from rich.console import Console
 from rich.table import Table
 
 from tally import catalog
-from tally.config import PostgresConn
-from tally.seed import ERP_DDL
+from tally.core.config import PostgresConn
+from tally_local.seed import ERP_DDL
 
 LINES = catalog.ERP["order_lines"]
 END = datetime(2026, 7, 1, tzinfo=UTC)
@@ -77,7 +77,7 @@ def generate(conn: PostgresConn, rows: int) -> float:
 
 # -- variants (each runs in its own process) ---------------------------------------------------
 def run_limit(conn: PostgresConn, rows: int) -> dict:
-    from tally.stack.postgres import bin_dir
+    from tally_local.stack.postgres import bin_dir
 
     cols = ", ".join(LINES.field_names)
     query = f"COPY (SELECT {cols} FROM order_lines WHERE {WHERE}) TO STDOUT (FORMAT csv)"  # noqa: S608
@@ -90,13 +90,14 @@ def run_limit(conn: PostgresConn, rows: int) -> dict:
 
 def run_tally(conn: PostgresConn, rows: int, table: str = "order_lines") -> dict:
     from tally.lake import Lake
-    from tally.sources import erp
+    from tally.sources.erp import ErpSource
+    from tally.sources.erp.extract import ErpOptions
 
     lake_dir = Path(tempfile.mkdtemp(prefix="tally-bench-lake-"))
     try:
         dataset = replace(LINES, name=table)
-        manifest = erp.extract(conn, Lake(str(lake_dir)), dataset, DS, END.replace(day=30, month=6), END,
-                               options=erp.ErpOptions(batch_size=50_000))
+        manifest = ErpSource(conn, ErpOptions(batch_size=50_000)).extract(
+            Lake(str(lake_dir)), dataset, DS, END.replace(day=30, month=6), END)
         return {"rows": manifest["row_count"] + manifest["quarantined"], "quarantined": manifest["quarantined"]}
     finally:
         shutil.rmtree(lake_dir, ignore_errors=True)

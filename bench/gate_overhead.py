@@ -2,15 +2,15 @@
 
 On a private embedded stack seeded at the given scale, one logical date goes through the daily
 DAG's stages in order, each in its own process *forked from a parent that ran
-``tally.quality.preload.preload()``*: exactly how Airflow runs them on the embedded stack (the
+``tally.airflow.preload.preload()``*: exactly how Airflow runs them on the embedded stack (the
 scheduler preloads Great Expectations, the LocalExecutor forks its workers from it after a
 ``gc.freeze()``, and each worker forks a task process per task). Every stage and gate pays its
 own imports and connections in the child, as a task does.
 
 =========  ===================================  ==========================================
-hop        gate (``tally.pipeline``)            stage it guards
+hop        gate (``tally.gates``)               stage it guards
 =========  ===================================  ==========================================
-raw        ``gate_raw_all`` (one task,          the 13 ``extract`` tasks, run as the DAG
+raw        ``gate_raw`` (one task,              the 13 ``extract`` tasks, run as the DAG
            ``land.gate_raw``, every dataset)    runs them: ``--slots`` (default 4, the
                                                 embedded stack's ``AIRFLOW__CORE__PARALLELISM``)
                                                 at a time; the stage is their wall time
@@ -46,31 +46,39 @@ from pathlib import Path
 
 DS = "2026-06-30"
 AS_OF = datetime(2026, 7, 1, tzinfo=UTC)
-REPO = Path(__file__).resolve().parents[1]
 
 
 # -- the runner: a fresh interpreter that preloads GX and forks one child per step ----------------
 def _step(kind: str, arg: str, ds: str, spark_job: str) -> None:
     """One DAG task's work, in the (forked) child."""
-    from tally import generator, pipeline
-    from tally.stack.manager import Stack
+    from tally.core.resources import ds_interval
+    from tally.gates.curated import gate_curated
+    from tally.gates.mart import gate_mart
+    from tally.gates.raw import gate_raw
+    from tally.gates.warehouse import gate_warehouse
+    from tally.load.stage import load
+    from tally.stages.dbt import dbt_build
+    from tally.stages.extract import extract
+    from tally_local.stack.manager import Stack
 
     res = Stack().resources(run_id=f"bench__{ds}")
     if kind == "extract":
-        start, end = generator.ds_interval(ds)
-        pipeline.extract(res, arg, ds, start, end)
+        start, end = ds_interval(ds)
+        extract(res, arg, ds, start, end)
     elif kind == "spark":
-        from tally.spark_session import spark_env, spark_submit_bin
+        from tally.spark_submit import py_files, spark_env, spark_submit_bin
 
         cmd = [spark_submit_bin(), "--master", "local[2]", "--conf", "spark.sql.session.timeZone=UTC",
-               spark_job, "--lake", res.lake.uri, "--ds", ds]
+               "--py-files", py_files(), spark_job, "--lake", res.lake.uri, "--ds", ds]
         proc = subprocess.run(cmd, env=spark_env(), capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"spark-submit exit {proc.returncode}: {proc.stderr[-1500:]}")
-    elif kind == "gate_raw_all":  # the DAG's land.gate_raw: the datasets whose extract succeeded
-        pipeline.gate_raw_all(res, ds, [a for a in arg.split(",") if a])
-    else:  # gate_curated, load, gate_warehouse, dbt_build, gate_mart
-        getattr(pipeline, kind)(res, ds)
+    elif kind == "gate_raw":  # the DAG's land.gate_raw: the datasets whose extract succeeded
+        gate_raw(res, ds, [a for a in arg.split(",") if a])
+    else:
+        stages = {"gate_curated": gate_curated, "load": load, "gate_warehouse": gate_warehouse,
+                  "dbt_build": dbt_build, "gate_mart": gate_mart}
+        stages[kind](res, ds)
 
 
 def _forked(kind: str, arg: str, ds: str, spark_job: str) -> dict:
@@ -155,12 +163,12 @@ def _cold(kind: str, arg: str, ds: str) -> dict:
 
 def runner(ds: str, spark_job: str, cold: bool, slots: int) -> None:
     started = time.perf_counter()
-    from tally.quality.preload import preload
+    from tally.airflow.preload import preload
 
     preload()
     preload_s = time.perf_counter() - started
     from tally import catalog
-    from tally.stack.manager import Stack  # noqa: F401  the bench's own way to its resources, loaded once
+    from tally_local.stack.manager import Stack  # noqa: F401  the bench's own way to its resources, loaded once
 
     rows = []
     datasets = [d.dataset_id for d in catalog.all_raw()]
@@ -168,9 +176,9 @@ def runner(ds: str, spark_job: str, cold: bool, slots: int) -> None:
     extracts, wall = _forked_concurrently("extract", datasets, ds, spark_job, slots)
     landed = [d for d in datasets if extracts[d]["status"] == "ok"]
     failed = [f"extract {d}: {extracts[d]['status']}" for d in datasets if extracts[d]["status"] != "ok"]
-    g = _forked("gate_raw_all", ",".join(landed), ds, spark_job)
-    c = _cold("gate_raw_all", ",".join(landed), ds) if cold else None
-    rows.append({"hop": "raw", "gate": "gate_raw_all", "stage": f"{len(datasets)} extracts, {slots} at a time",
+    g = _forked("gate_raw", ",".join(landed), ds, spark_job)
+    c = _cold("gate_raw", ",".join(landed), ds) if cold else None
+    rows.append({"hop": "raw", "gate": "gate_raw", "stage": f"{len(datasets)} extracts, {slots} at a time",
                  "arg": "", "stage_s": wall, "stage_status": "; ".join(failed) or "ok",
                  "stage_sum_s": sum(r["seconds"] for r in extracts.values()),
                  "extracts": {d: r["seconds"] for d, r in extracts.items()},
@@ -191,9 +199,11 @@ def runner(ds: str, spark_job: str, cold: bool, slots: int) -> None:
 def default_spark_job() -> str:
     """The application(s) the daily DAG submits before gate_curated: all curated jobs in one
     application when the repository has it (a lower bound for the stage), else rep_rankings."""
-    for name in ("all_curated.py", "rep_rankings.py"):
-        if (REPO / "spark_jobs" / name).exists():
-            return str(REPO / "spark_jobs" / name)
+    from tally.spark_submit import job_path
+
+    for name in ("all_curated", "rep_rankings"):
+        if job_path(name).exists():
+            return str(job_path(name))
     raise SystemExit("no Spark job found in spark_jobs/")
 
 
@@ -218,9 +228,9 @@ def main() -> None:
     home = tempfile.mkdtemp(prefix="tally-gate-bench-")
     env = {**os.environ, "TALLY_HOME": home}
     os.environ["TALLY_HOME"] = home
-    from tally import generator
-    from tally.seed import seed_erp, seed_salesforce
-    from tally.stack.manager import Stack
+    from tally_local import generator
+    from tally_local.seed import seed_erp, seed_salesforce
+    from tally_local.stack.manager import Stack
 
     stack = Stack()
     try:

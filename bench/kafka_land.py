@@ -5,7 +5,7 @@ activity events (1 % malformed) to a 3-partition topic, then measures, on the sa
 
 - **raw consume**: a bare kafka-python consumer group member reading every message (no
   parsing, no writing): the ceiling for anything that reads this topic with this client;
-- **land**: ``tally.events.landing.land_events`` end to end: read, parse, validate, write
+- **land**: ``tally.sources.kafka.landing.land_events`` end to end: read, parse, validate, write
   parquet and quarantine files and manifests to a local lake, commit offsets per batch.
 
 Both join a consumer group (tansu takes session_timeout/2 for that) and stop at the last
@@ -30,10 +30,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from tally.events.generator import EventScale, ensure_topic, generate_events, send
-from tally.events.landing import land_events
 from tally.lake import Lake
-from tally.stack.process import free_port, port_open, spawn, stop, wait_until
+from tally.sources.kafka.landing import land_events
+from tally_local.events_generator import EventScale, ensure_topic, generate_events, send
+from tally_local.stack.process import free_port, port_open, spawn, stop, wait_until
 
 
 def start_broker(workdir: Path) -> tuple[int, str]:
@@ -104,7 +104,7 @@ def main() -> None:
         # first use, and pyarrow imports pandas on its first conversion (seconds here).
         import pyarrow as pa
 
-        from tally.events.generator import topic_has_messages
+        from tally_local.events_generator import topic_has_messages
 
         pa.array([0])
         topic_has_messages(bootstrap, topic)

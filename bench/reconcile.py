@@ -39,8 +39,8 @@ from rich.console import Console
 from rich.table import Table
 
 from tally import catalog
-from tally.config import PostgresConn
-from tally.seed import ERP_DDL
+from tally.core.config import PostgresConn
+from tally_local.seed import ERP_DDL
 
 LINES = catalog.ERP["order_lines"]
 DS1, DS2, DS3 = "2026-06-28", "2026-06-29", "2026-06-30"
@@ -126,8 +126,8 @@ def main() -> None:
     from _embedded import embedded_postgres
 
     from tally.lake import Lake
-    from tally.reconcile_full import Options, reconcile_table
-    from tally.reconcile_full.current import refresh
+    from tally.reconcile.full import Options, reconcile_table
+    from tally.reconcile.full.current import refresh
 
     console = Console()
     timings: dict[str, float] = {}

@@ -28,11 +28,11 @@ from rich.console import Console
 from rich.table import Table
 
 from tally import catalog, sfid
-from tally.config import SalesforceConn
+from tally.core.config import SalesforceConn
 from tally.lake import Lake
-from tally.sfsim import SalesforceStore, generate_credentials, start_in_thread
-from tally.sources.salesforce import SalesforceOptions, SalesforceSource, where_clause
-from tally.sources.salesforce_auth import VerifyingSession, login
+from tally.sources.salesforce.auth import VerifyingSession, login
+from tally.sources.salesforce.extract import SalesforceOptions, SalesforceSource, where_clause
+from tally_local.sfsim import SalesforceStore, generate_credentials, start_in_thread
 
 OPP = catalog.SALESFORCE["Opportunity"]
 DAY = datetime(2026, 6, 1, tzinfo=UTC)

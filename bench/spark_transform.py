@@ -49,13 +49,14 @@ import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
 
-REPO = Path(__file__).resolve().parents[1]
-for extra in (REPO / "plugins", REPO / "spark_jobs"):
-    if str(extra) not in sys.path:
-        sys.path.insert(0, str(extra))
+from tally import catalog
+from tally.core.paths import spark_jobs_dir
+from tally.lake import Lake, Manifest, PartitionWriter, arrow_schema
 
-from tally import catalog  # noqa: E402
-from tally.lake import Lake, arrow_schema, new_attempt  # noqa: E402
+# The jobs run in-process here: they import curated_lib and each other as top-level modules
+# (what --py-files gives them under spark-submit), so their folder goes on the path.
+if str(spark_jobs_dir()) not in sys.path:
+    sys.path.insert(0, str(spark_jobs_dir()))
 
 DS1, DS2 = "2026-06-29", "2026-06-30"
 RUN_DS = DS2
@@ -264,10 +265,9 @@ def events(lo, n, rng, n_accounts, total):
 
 
 def write(lake: Lake, path: str, ds: str, schema: pa.Schema, batches: Iterator[dict], dataset: str) -> int:
-    from tally.sources.erp import writer_options
+    from tally.sources.erp.extract import writer_options
 
     rows = 0
-    files: list[str] = []
 
     def gen():
         nonlocal rows
@@ -276,11 +276,9 @@ def write(lake: Lake, path: str, ds: str, schema: pa.Schema, batches: Iterator[d
             rows += batch.num_rows
             yield batch
 
-    for name, _ in lake.write_batches(path, ds, schema, gen(), attempt=new_attempt(),
-                                      writer_options=writer_options(schema)):
-        if name not in files:
-            files.append(name)
-    lake.commit(path, ds, {"dataset": dataset, "files": files, "row_count": rows})
+    writer = PartitionWriter(lake, path, ds)
+    files = writer.write(schema, gen(), writer_options=writer_options(schema))
+    writer.commit(Manifest(dataset=dataset, files=files, row_count=rows))
     return rows
 
 
@@ -292,8 +290,8 @@ def chunks(keys: np.ndarray) -> Iterator[np.ndarray]:
 def generate(lake: Lake, n_opps: int, n_events: int, seed: int = 7) -> dict[str, int]:
     """The raw zone: every record in DS1; in DS2 a share of them again with a later cursor (new
     values), some of those as tombstones. Returns raw rows written per dataset."""
-    from tally.events.schema import EVENT_SCHEMA
-    from tally.sources.erp import raw_schema
+    from tally.sources.erp.extract import raw_schema
+    from tally.sources.kafka.schema import EVENT_SCHEMA
 
     rng = np.random.default_rng(seed)
     n_users, n_accounts = max(20, n_opps // 2_500), max(50, n_opps // 25)
@@ -421,7 +419,7 @@ def ident(name: str) -> str:
 
 
 def checksum_sql(column: str) -> str:
-    """``tally.checksum`` as a DuckDB aggregate: md5's first 64 bits summed modulo 2**64, in hex."""
+    """``tally.lake.checksum`` as a DuckDB aggregate: md5's first 64 bits summed modulo 2**64, in hex."""
     part = f"('0x' || substr(md5(CAST({column} AS VARCHAR)), 1, 16))::UBIGINT::HUGEINT"
     return f"printf('%016x', (coalesce(sum({part}), 0) % 18446744073709551616)::UBIGINT)"
 

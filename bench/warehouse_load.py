@@ -7,7 +7,7 @@ times each, and compares medians (this 2-core box is shared):
 
 * ``psql \\copy``: the same rows, already rendered as CSV on disk (not timed), copied by
   ``psql`` into an empty table of the same shape: the server's COPY rate, the limit;
-* ``tally``: ``tally.warehouse.load_partition`` as the daily DAG runs it (``pipeline.load``):
+* ``tally``: ``tally.load.warehouse.load_partition`` as the daily DAG runs it (``tally.load.stage.load``):
   Parquet read in batches, CSV rendered by Arrow, streamed to ``COPY … FROM STDIN`` in one
   transaction that first deletes the ds slice (idempotence);
 * ``tally + measure``: the same with the slice's count and key checksum measured in SQL in the
@@ -79,17 +79,14 @@ def rows_batch(lo: int, n: int, schema: pa.Schema) -> pa.RecordBatch:
 
 def write_lake(lake, rows: int, batch: int = 100_000) -> pa.Schema:
     from tally import catalog
-    from tally.lake import new_attempt
-    from tally.sources.erp import raw_schema, writer_options
+    from tally.lake import Manifest, PartitionWriter
+    from tally.sources.erp.extract import raw_schema, writer_options
 
     schema = raw_schema(catalog.ERP["order_lines"])
     batches = (rows_batch(lo, min(batch, rows - lo), schema) for lo in range(0, rows, batch))
-    files: list[str] = []
-    for name, _ in lake.write_batches(PATH, DS, schema, batches, attempt=new_attempt(),
-                                      writer_options=writer_options(schema)):
-        if name not in files:
-            files.append(name)
-    lake.commit(PATH, DS, {"dataset": "erp.order_lines", "files": files, "row_count": rows})
+    writer = PartitionWriter(lake, PATH, DS)
+    files = writer.write(schema, batches, writer_options=writer_options(schema))
+    writer.commit(Manifest(dataset="erp.order_lines", files=files, row_count=rows))
     return schema
 
 
@@ -116,7 +113,7 @@ def truncate(conn) -> None:
 
 
 def psql_copy(conn, csv_path: Path, columns: list[str]) -> float:
-    from tally.stack.postgres import bin_dir
+    from tally_local.stack.postgres import bin_dir
 
     env = {**os.environ, "PGPASSWORD": conn.password}
     base = [str(bin_dir() / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", conn.host, "-p", str(conn.port),
@@ -139,7 +136,7 @@ def main() -> None:
 
     from tally.catalog import snake_case
     from tally.lake import Lake
-    from tally.warehouse import load_partition
+    from tally.load.warehouse import load_partition
 
     console = Console()
     runs: dict[str, list[float]] = {"psql \\copy": [], "tally": [], "tally + measure": [],

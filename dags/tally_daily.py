@@ -39,67 +39,26 @@ On-call: see the README's runbook, and `tally reconcile --ds <ds>`.
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 import pendulum
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import Asset, CronDataIntervalTimetable, TaskGroup, TriggerRule, dag, task
 
-from tally.alerts.callback import alert_on_failure  # cheap: loads nothing until a task fails
+from tally import contract  # standard library only: cheap at parse time
+from tally.airflow.callback import alert_on_failure  # cheap: loads nothing until a task fails
+from tally.airflow.macros import MACROS, SPARK_LAUNCH_KEYS  # cheap: imports nothing until rendered
 
-# Kept in step with tally.catalog (tests check it) so parsing does not import the pipeline.
-DATASETS = [
-    "salesforce.User",
-    "salesforce.Account",
-    "salesforce.Opportunity",
-    "salesforce.Contact",
-    "salesforce.OpportunityHistory",
-    "salesforce.DatedConversionRate",
-    "salesforce.Task",
-    "erp.customers",
-    "erp.sales_orders",
-    "erp.products",
-    "erp.order_lines",
-    "erp.invoices",
-    "erp.payments",
-]
-SPARK_JOBS = Path(__file__).resolve().parents[1] / "spark_jobs"
-EVENTS_TOPIC, EVENTS_GROUP = "tally.activity", "tally-lake-activity"  # as in tally_events.py
 DS = "{{ data_interval_start | ds }}"
-MARTS = [Asset(name=f"marts.{m}", uri=f"tally://warehouse/marts/{m}")
-         for m in ("mart_rep_performance", "mart_o2r_pipeline", "mart_revenue_by_country", "mart_account_health")]
-
-
-def _ds(context_interval_start) -> str:
-    return context_interval_start.strftime("%Y-%m-%d")
-
-
-def _reporting_currency() -> str:
-    """Rendered when a Spark task runs (a template macro), from the worker's environment."""
-    import os
-
-    return os.environ.get("TALLY_REPORTING_CURRENCY") or "USD"
-
-
-# Settings the driver JVM takes only at launch (tally.spark_session.launch_conf's keys), so they go on
-# spark-submit's command line; their values for the spark_default connection's master come from
-# tally.spark_session.launch_conf when the task runs (a local master's driver runs every task:
-# more memory, another collector).
-SPARK_LAUNCH_KEYS = ("spark.driver.memory", "spark.driver.extraJavaOptions")
-
-
-def _spark_launch(key: str, master: str) -> str:
-    """Rendered when a Spark task runs (a template macro): one launch setting for ``master``."""
-    from tally.spark_session import launch_conf
-
-    return launch_conf(master)[key]
+MARTS = [Asset(name=f"{contract.MART_SCHEMA}.{m}", uri=f"tally://warehouse/{contract.MART_SCHEMA}/{m}")
+         for m in contract.MARTS]
 
 
 def spark_job(job: str) -> SparkSubmitOperator:
-    """``spark-submit spark_jobs/<job>.py`` on the ``spark_default`` connection's master."""
+    """``spark-submit --py-files <library> spark_jobs/<job>.py`` on the ``spark_default`` connection's master."""
     return SparkSubmitOperator(
         task_id=f"spark_{job}",
-        application=str(SPARK_JOBS / f"{job}.py"),
+        application=f"{{{{ spark_application({job!r}) }}}}",
+        py_files="{{ spark_py_files() }}",
         conn_id="spark_default",
         name=f"tally-{job.replace('_', '-')}-{{{{ ds_nodash }}}}",
         application_args=["--lake", "{{ conn.tally_lake.host }}", "--ds", DS,
@@ -120,37 +79,37 @@ def spark_job(job: str) -> SparkSubmitOperator:
     doc_md=__doc__,
     default_args={"owner": "data-platform", "retries": 2, "retry_delay": timedelta(seconds=30),
                   "on_failure_callback": alert_on_failure},
-    user_defined_macros={"reporting_currency": _reporting_currency, "spark_launch": _spark_launch},
+    user_defined_macros=MACROS,
 )
 def tally_daily():
     @task(retries=3, retry_delay=timedelta(seconds=20), retry_exponential_backoff=True)
     def extract(dataset_id: str, data_interval_start=None, data_interval_end=None, run_id=None) -> dict:
-        from tally.airflow_adapter import run_stage
+        from tally.airflow import tasks
 
-        return run_stage("extract", run_id, dataset_id, _ds(data_interval_start), data_interval_start,
-                         data_interval_end, need=(dataset_id.split(".")[0],))
+        return tasks.extract(dataset_id, tasks.ds_of(data_interval_start), data_interval_start, data_interval_end,
+                             run_id)
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def gate_raw(landed: dict[str, dict | None], data_interval_start=None, run_id=None) -> list[dict]:
         """One task for every dataset's raw gate, once the extracts are done. A failed extract
         (no result) alerted for itself and is not validated; Spark waits for every extract too."""
-        from tally.airflow_adapter import run_stage
+        from tally.airflow import tasks
 
         extracted = [dataset_id for dataset_id, result in landed.items() if result is not None]
-        return run_stage("gate_raw_all", run_id, _ds(data_interval_start), extracted)
+        return tasks.gate_raw(tasks.ds_of(data_interval_start), extracted, run_id)
 
     with TaskGroup(group_id="land"):
         extracts = {dataset_id: extract.override(task_id=f"extract_{dataset_id.replace('.', '_')}")(dataset_id)
-                    for dataset_id in DATASETS}
+                    for dataset_id in contract.RAW_DATASETS}
         gated = gate_raw(extracts)
 
     @task(retries=3, retry_delay=timedelta(seconds=20), retry_exponential_backoff=True)
     def land_events(run_id=None) -> dict:
         """Drain the activity topic into the lake (what tally_events does every 15 minutes), so
         account_engagement sees every event appended before the run; no topic: nothing to do."""
-        from tally.airflow_adapter import drain_events
+        from tally.airflow import tasks
 
-        return drain_events(run_id, EVENTS_TOPIC, EVENTS_GROUP)
+        return tasks.drain_events(run_id, contract.EVENTS_TOPIC, contract.EVENTS_GROUP)
 
     conformed, enrichment = spark_job("conformed_customers"), spark_job("opportunity_enrichment")
     rankings, engagement = spark_job("rep_rankings"), spark_job("account_engagement")
@@ -159,33 +118,33 @@ def tally_daily():
 
     @task
     def gate_curated(data_interval_start=None, run_id=None) -> list[dict]:
-        from tally.airflow_adapter import run_stage
+        from tally.airflow import tasks
 
-        return run_stage("gate_curated", run_id, _ds(data_interval_start))
+        return tasks.gate_curated(tasks.ds_of(data_interval_start), run_id)
 
     @task
     def gate_warehouse(data_interval_start=None, run_id=None) -> list[dict]:
-        from tally.airflow_adapter import run_stage
+        from tally.airflow import tasks
 
-        return run_stage("gate_warehouse", run_id, _ds(data_interval_start))
+        return tasks.gate_warehouse(tasks.ds_of(data_interval_start), run_id)
 
     @task
     def load_warehouse(data_interval_start=None, run_id=None) -> list[dict]:
-        from tally.airflow_adapter import run_stage
+        from tally.airflow import tasks
 
-        return run_stage("load", run_id, _ds(data_interval_start))
+        return tasks.load(tasks.ds_of(data_interval_start), run_id)
 
     @task
     def dbt_build(data_interval_start=None, run_id=None) -> None:
-        from tally.airflow_adapter import run_stage
+        from tally.airflow import tasks
 
-        run_stage("dbt_build", run_id, _ds(data_interval_start))
+        tasks.dbt_build(tasks.ds_of(data_interval_start), run_id)
 
     @task(outlets=MARTS)
     def gate_mart(data_interval_start=None, run_id=None) -> list[dict]:
-        from tally.airflow_adapter import run_stage
+        from tally.airflow import tasks
 
-        return run_stage("gate_mart", run_id, _ds(data_interval_start))
+        return tasks.gate_mart(tasks.ds_of(data_interval_start), run_id)
 
     [*extracts.values(), gated] >> conformed
     loaded = [rankings, engagement] >> gate_curated() >> load_warehouse() >> gate_warehouse()

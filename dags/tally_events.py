@@ -30,10 +30,9 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Asset, CronTriggerTimetable, dag, task
 
-from tally.alerts.callback import alert_on_failure  # cheap: loads nothing until a task fails
+from tally import contract  # standard library only: cheap at parse time
+from tally.airflow.callback import alert_on_failure  # cheap: loads nothing until a task fails
 
-TOPIC = "tally.activity"
-GROUP = "tally-lake-activity"
 MAX_MESSAGES = 500_000  # per run: bounds a catch-up run's time; the next run continues
 BATCH_SIZE = 20_000  # messages per micro-batch (one commit each)
 QUARANTINE_ALERT = 0.05
@@ -55,42 +54,15 @@ RAW_EVENTS = Asset(name="raw.kafka.activity", uri="tally://lake/raw/kafka/activi
 def tally_events():
     @task(outlets=[RAW_EVENTS], retries=3, retry_exponential_backoff=True)
     def land(run_id=None) -> dict:
-        import logging
+        from tally.airflow import tasks
 
-        from tally.airflow_adapter import kafka_bootstrap, resources
-        from tally.events.landing import format_lag, land_events
-
-        report = land_events(resources(run_id).lake, kafka_bootstrap(), TOPIC, group_id=GROUP,
-                             max_messages=MAX_MESSAGES, batch_size=BATCH_SIZE)
-        log = logging.getLogger("tally.events")
-        log.info("%s: %d messages, %d landed, %d quarantined %s; ds %s", TOPIC, report["messages"],
-                 report["landed"], report["quarantined"], report["reasons"], sorted(report["ds"]))
-        log.info("%s", format_lag(report))
-        return report
+        return tasks.land_events(run_id, MAX_MESSAGES, BATCH_SIZE, contract.EVENTS_TOPIC, contract.EVENTS_GROUP)
 
     @task
     def record_ledger(report: dict, run_id=None) -> list[str]:
-        import logging
+        from tally.airflow import tasks
 
-        import psycopg
-
-        from tally.airflow_adapter import resources, run
-        from tally.events.landing import format_lag, record_ledger
-        from tally.pipeline import DataProblem
-
-        res = resources(run_id)
-        with psycopg.connect(res.warehouse.conninfo(), autocommit=True) as conn:
-            entries = record_ledger(conn, res.lake, report)
-        logging.getLogger("tally.events").info("ledger: %s; %s", [(e.ds, e.row_count) for e in entries],
-                                               format_lag(report))
-
-        def check() -> None:
-            if report["messages"] and report["quarantined"] / report["messages"] > QUARANTINE_ALERT:
-                raise DataProblem(f"{TOPIC}: {report['quarantined']} of {report['messages']} messages "
-                                  f"quarantined ({report['reasons']}); see quarantine/kafka/activity/")
-
-        run(check)
-        return [e.ds for e in entries]
+        return tasks.record_events_ledger(report, run_id, QUARANTINE_ALERT)
 
     record_ledger(land())
 

@@ -29,14 +29,8 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import CronTriggerTimetable, dag, task
 
-from tally.alerts.callback import alert_on_failure  # cheap: loads nothing until a task fails
-
-# Kept in step with tally.catalog.ERP (tests check it) so parsing does not import the pipeline.
-ERP_TABLES = ["customers", "sales_orders", "products", "order_lines", "invoices", "payments"]
-
-
-def _ds(data_interval_start) -> str:
-    return data_interval_start.strftime("%Y-%m-%d")
+from tally import contract  # standard library only: cheap at parse time
+from tally.airflow.callback import alert_on_failure  # cheap: loads nothing until a task fails
 
 
 @dag(
@@ -54,18 +48,17 @@ def _ds(data_interval_start) -> str:
 def tally_reconcile():
     @task(retries=2, retry_exponential_backoff=True)
     def reconcile(dataset_id: str, run_id=None) -> dict:
-        from tally.airflow_adapter import run_reconcile
+        from tally.airflow import tasks
 
-        return run_reconcile("table", run_id, dataset_id)
+        return tasks.reconcile_table(dataset_id, run_id)
 
     @task(retries=0)
     def check(reports: list[dict], data_interval_start=None, run_id=None, ti=None) -> dict:
-        from tally.airflow_adapter import run_reconcile
+        from tally.airflow import tasks
 
-        return run_reconcile("check", run_id, _ds(data_interval_start), list(reports), dag_id=ti.dag_id,
-                             task_id=ti.task_id)
+        return tasks.reconcile_check(tasks.ds_of(data_interval_start), list(reports), run_id, ti.dag_id, ti.task_id)
 
-    reports = [reconcile.override(task_id=f"reconcile_erp_{name}")(f"erp.{name}") for name in ERP_TABLES]
+    reports = [reconcile.override(task_id=f"reconcile_erp_{name}")(f"erp.{name}") for name in contract.ERP_TABLES]
     check(reports)
 
 

@@ -24,7 +24,7 @@ os.environ["TALLY_HOME"] = str(_HOME)
 
 @pytest.fixture(scope="session")
 def stack():
-    from tally.stack.manager import Stack
+    from tally_local.stack.manager import Stack
 
     s = Stack(home=_HOME)
     try:
@@ -56,7 +56,7 @@ def _fresh_database(stack, prefix: str) -> str:
 @pytest.fixture(scope="session")
 def new_database(stack):
     """``new_database(prefix)``: a PostgresConn to a new, empty database on the stack's server."""
-    from tally.config import PostgresConn
+    from tally.core.config import PostgresConn
 
     def make(prefix: str) -> PostgresConn:
         base = stack.postgres("postgres")

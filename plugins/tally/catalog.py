@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from tally import contract
+
 
 @dataclass(frozen=True)
 class Field:
@@ -308,15 +310,9 @@ ERP: dict[str, Dataset] = {
     ),
 }
 
-# Curated datasets written by Spark (key column is snake_case, as in the warehouse).
-# See docs/curated.md for the columns of each.
-CURATED_KEYS: dict[str, str] = {
-    "conformed_customers": "customer_id",
-    "opportunities": "opportunity_id",
-    "order_links": "order_id",
-    "rep_rankings": "ranking_id",
-    "account_engagement": "account_id",
-}
+# Curated datasets written by Spark: names and key columns (snake_case, as in the warehouse) are
+# the contract's. See docs/curated.md for the columns of each.
+CURATED_KEYS = contract.CURATED_KEYS
 
 
 def all_raw() -> list[Dataset]:

@@ -11,9 +11,10 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from tally import catalog, generator
-from tally.checksum import checksum
-from tally.seed import seed_erp, seed_salesforce
+from tally import catalog
+from tally.lake.checksum import checksum
+from tally_local import generator
+from tally_local.seed import seed_erp, seed_salesforce
 
 pytestmark = pytest.mark.e2e
 
@@ -90,9 +91,9 @@ def expected_revenue_totals(data: generator.SyntheticData) -> dict[str, object]:
 
 
 def run_dag(stack, ds: str) -> tuple[str, dict]:
-    from tally.airflow_client import AirflowClient
-    from tally.generator import ds_interval
-    from tally.stack.airflow import ADMIN_USER
+    from tally.cli.airflow_api import AirflowClient
+    from tally.core.resources import ds_interval
+    from tally_local.stack.airflow import ADMIN_USER
 
     client = AirflowClient(stack.airflow_url, ADMIN_USER, stack.state["airflow"]["admin_password"])
     client.wait_for_dag("tally_daily", timeout=300)

@@ -12,8 +12,7 @@ must be ignored (a committed ds after the run's ds, an uncommitted ds, a stray f
 
 from __future__ import annotations
 
-import importlib.util
-import sys
+import importlib
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -22,29 +21,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tally import catalog, sfid
-from tally.checksum import checksum
-from tally.events.schema import EVENT_SCHEMA
-from tally.generator import to_reporting
-from tally.lake import Lake, arrow_schema, schema_fingerprint
+from tally.lake import Lake, PartitionWriter, arrow_schema, schema_fingerprint
+from tally.lake.checksum import checksum
+from tally.lake.writer import remove_partition
+from tally.sources.kafka.schema import EVENT_SCHEMA
+from tally_local.generator import to_reporting
 
-REPO = Path(__file__).resolve().parents[2]
-JOBS_DIR = REPO / "spark_jobs"
 DS1, DS2, DS3 = "2024-03-30", "2024-03-31", "2024-04-01"
 RUN_DS = DS2
 UNCOMMITTED = "2024-03-29"
 
 
 def load_job(name: str):
-    """A spark_jobs/ module, imported from its file (as spark-submit would run it)."""
-    if str(JOBS_DIR) not in sys.path:
-        sys.path.insert(0, str(JOBS_DIR))
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, JOBS_DIR / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    """A spark_jobs/ module (on the path through pyproject's pytest ``pythonpath``, as
+    ``--py-files`` puts it under spark-submit)."""
+    return importlib.import_module(name)
 
 
 def t(day: int, hour: int = 0, month: int = 3) -> datetime:
@@ -195,9 +186,9 @@ def write_raw(lake: Lake, dataset_id: str, ds: str, rows: list[dict], commit: bo
     schema = arrow_schema(dataset)
     if dataset.source == "erp":
         schema = schema.append(pa.field(catalog.ERP_DELETED, pa.bool_()))
-    lake.clear_partition(dataset.lake_path, ds)
+    remove_partition(lake, dataset.lake_path, ds)
     batches = [pa.RecordBatch.from_pylist(rows, schema=schema)] if rows else []
-    files = sorted({f for f, _ in lake.write_batches(dataset.lake_path, ds, schema, batches)})
+    files = PartitionWriter(lake, dataset.lake_path, ds).write(schema, batches)
     if commit:
         lake.write_manifest(dataset.lake_path, ds, {
             "dataset": dataset.dataset_id, "files": files, "row_count": len(rows), "key": dataset.key,
@@ -272,7 +263,7 @@ def expected(reporting: str = "USD", run_ds: str = RUN_DS) -> dict[str, dict]:
         if currency == reporting:
             factor = 1.0
         else:
-            from tally.generator import rate_on
+            from tally_local.generator import rate_on
 
             src, rep = rate_on(rate_rows, currency, day), rate_on(rate_rows, reporting, day)
             factor = None if src is None or rep is None else rep / src

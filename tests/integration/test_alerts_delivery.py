@@ -19,9 +19,9 @@ import pytest
 from tally.alerts.config import AlertConfig, SlackConfig, SmtpConfig, WebhookConfig
 from tally.alerts.dispatch import raise_alert
 from tally.alerts.model import gate_alert, task_alert
-from tally.pipeline import DataProblem
-from tally.quality.gate import GateResult
-from tally.stack.process import free_port
+from tally.core.errors import DataProblem
+from tally.quality.result import GateResult
+from tally_local.stack.process import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -221,7 +221,7 @@ def test_an_unreachable_warehouse_still_pages(http, smtp):
 
 
 def test_email_with_starttls_and_login(warehouse_dsn, tmp_path):
-    from tally.sfsim.tls import generate_certificate
+    from tally_local.sfsim.tls import generate_certificate
 
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     generate_certificate(cert, key)
@@ -246,9 +246,9 @@ def test_email_with_starttls_and_login(warehouse_dsn, tmp_path):
 def test_airflow_callback_builds_the_gate_alert_from_the_context(warehouse_conn, http, smtp, monkeypatch):
     from airflow.sdk.exceptions import AirflowFailException
 
-    from tally.airflow_adapter import run
-    from tally.alerts.callback import alert_on_failure
-    from tally.pipeline import schema_check
+    from tally.airflow.callback import alert_on_failure
+    from tally.airflow.tasks import run
+    from tally.gates.raw import schema_check
 
     wh = warehouse_conn
     monkeypatch.setenv("AIRFLOW_CONN_TALLY_WAREHOUSE", json.dumps({

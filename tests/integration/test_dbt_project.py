@@ -252,8 +252,8 @@ def seed(conn: psycopg.Connection) -> None:
     from tally import catalog, ledger
     from tally.lake import arrow_schema
     from tally.ledger import Entry
-    from tally.sources.erp import raw_schema
-    from tally.warehouse import ensure_table
+    from tally.load.warehouse import ensure_table
+    from tally.sources.erp.extract import raw_schema
 
     for dataset in catalog.all_raw():  # every raw table exactly as the loader creates it
         schema = raw_schema(dataset) if dataset.source == "erp" else arrow_schema(dataset)
@@ -384,6 +384,8 @@ def dbt_executable() -> str:
 @pytest.fixture
 def dbt(warehouse_dsn, tmp_path):
     """Run dbt against the warehouse_dsn database, with private target and log paths."""
+    from tally import contract
+
     params = conninfo_to_dict(warehouse_dsn)
     env = {
         **{k: v for k, v in os.environ.items() if k != "TALLY_REPORTING_CURRENCY"},
@@ -400,8 +402,8 @@ def dbt(warehouse_dsn, tmp_path):
     def run(*args: str, ds: str | None = None, ok: bool = True) -> dict:
         cmd = [dbt_executable(), *args, "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(PROJECT_DIR),
                "--target-path", str(target_path), "--log-path", str(tmp_path / "logs")]
-        if ds is not None:
-            cmd += ["--vars", json.dumps({"ds": ds})]
+        # the business rules' vars always (every model compiles with them), as the dbt stage passes them
+        cmd += ["--vars", json.dumps({**contract.dbt_vars(), **({"ds": ds} if ds is not None else {})})]
         started = time.monotonic()
         proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
         print(f"{' '.join(args)} ds={ds}: rc={proc.returncode} in {time.monotonic() - started:.1f}s")
@@ -424,9 +426,13 @@ FX_MISSING_WARNING = "test.tally.int_erp__documents_fx_rate_found"
 
 
 def test_dbt_build_marts_freshness_and_gate(warehouse_conn, warehouse_dsn, dbt, tmp_path):
-    from tally import ledger, pipeline
-    from tally.checksum import checksum
+    from tally import ledger
+    from tally.contract import MARTS
+    from tally.core.errors import DataProblem
+    from tally.core.resources import Resources
+    from tally.gates.mart import gate_mart
     from tally.lake import Lake
+    from tally.lake.checksum import checksum
 
     with psycopg.connect(warehouse_dsn, autocommit=True) as conn:
         seed(conn)
@@ -435,9 +441,9 @@ def test_dbt_build_marts_freshness_and_gate(warehouse_conn, warehouse_dsn, dbt, 
         results = statuses(dbt("build", ds=DS2))
         units = {k.rsplit(".", 1)[1]: v for k, v in results.items() if k.startswith("unit_test.")}
         assert units == {"mart_rep_performance_win_rate": "pass", "mart_o2r_pipeline_phases": "pass",
-                         "int_erp__documents_currency_conversion": "pass"}
+                         "int_erp__documents_currency_conversion": "pass", "stg_erp__sales_orders_as_of_ds": "pass"}
         models = {k for k in results if k.startswith(("model.", "snapshot."))}
-        assert len(models) == 13 + 3 + 4 + 2, sorted(models)
+        assert len(models) == 13 + 5 + 3 + 4 + 2, sorted(models)  # staging (raw, curated), int, marts, snapshots
         not_clean = {k: v for k, v in results.items()
                      if v not in ("success", "pass") and not k.startswith("exposure.")}
         # the one order without an FX rate (JPY) is surfaced as a warning, not dropped
@@ -526,9 +532,9 @@ def test_dbt_build_marts_freshness_and_gate(warehouse_conn, warehouse_dsn, dbt, 
                                       ("mart_revenue_by_country", "(ds, country, month)")]
 
         #    The mart gate: every mart's totals equal the curated totals exactly; the ledger's mart hop
-        res = pipeline.Resources(lake=Lake(str(tmp_path / "lake")), warehouse=warehouse_conn)
-        gate = pipeline.gate_mart(res, DS2)
-        assert [(r["dataset"], r["success"]) for r in gate] == [(m, True) for m in pipeline.MARTS]
+        res = Resources(lake=Lake(str(tmp_path / "lake")), warehouse=warehouse_conn)
+        gate = gate_mart(res, DS2)
+        assert [(r["dataset"], r["success"]) for r in gate] == [(m, True) for m in MARTS]
         flow = ledger.flow(conn, DS2)
         assert (flow["rep_rankings"]["mart"].row_count, flow["rep_rankings"]["mart"].key_checksum) == (
             len(want), checksum(want))
@@ -539,8 +545,8 @@ def test_dbt_build_marts_freshness_and_gate(warehouse_conn, warehouse_dsn, dbt, 
         with conn.cursor() as cur:
             cur.execute("update marts.mart_revenue_by_country set bookings_amount = bookings_amount + 0.000000001"
                         " where ds = %s and country = 'DE' and month = '2024-02-01'", (DS2,))
-        with pytest.raises(pipeline.DataProblem) as failed:
-            pipeline.gate_mart(res, DS2)
+        with pytest.raises(DataProblem) as failed:
+            gate_mart(res, DS2)
         total = sum((w["bookings_amount"] for w in want_rev.values()), Decimal(0))
         assert "mart.mart_revenue_by_country" in str(failed.value)
         assert f"observed {total + Decimal('1e-9')} expected {total}" in str(failed.value)

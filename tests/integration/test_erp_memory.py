@@ -17,9 +17,9 @@ import pytest
 from psycopg import sql
 
 from tally import catalog
-from tally.config import PostgresConn
-from tally.seed import ERP_DDL
-from tally.sources import erp
+from tally.core.config import PostgresConn
+from tally.sources.erp.extract import ErpOptions, ErpSource
+from tally_local.seed import ERP_DDL
 
 pytestmark = pytest.mark.integration
 
@@ -47,8 +47,8 @@ def _peak(conn: PostgresConn, lake, table: str) -> tuple[int, dict]:
     dataset = replace(catalog.ERP["order_lines"], name=table)
     tracemalloc.start()
     try:
-        manifest = erp.extract(conn, lake, dataset, "2026-06-30", datetime(2026, 6, 30, tzinfo=UTC), END,
-                               options=erp.ErpOptions(batch_size=2_000))
+        manifest = ErpSource(conn, ErpOptions(batch_size=2_000)).extract(
+            lake, dataset, "2026-06-30", datetime(2026, 6, 30, tzinfo=UTC), END)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

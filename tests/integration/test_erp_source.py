@@ -8,99 +8,28 @@ values, tombstones, quarantine and reconciliation are checked against the genera
 
 from __future__ import annotations
 
-import os
-import secrets
-import shutil
-import subprocess
-import tempfile
-import time
-import uuid
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
+from support.mariadb import fresh_mysql, mariadb  # noqa: F401  (the session's MariaDB server)
 
-from tally import catalog, generator, pipeline
-from tally.checksum import checksum
-from tally.seed import mysql_connect, seed_erp
-from tally.sources import erp
-from tally.sources.erp_dialect import MySQLConn
-from tally.stack.process import free_port, port_open
+from tally import catalog
+from tally.core.resources import ds_interval
+from tally.gates.raw import gate_raw
+from tally.lake.checksum import checksum
+from tally.sources.erp.dialect import MySQLConn
+from tally.sources.erp.extract import ErpOptions, ErpSource
+from tally.stages.extract import expected_raw_rows, extract
+from tally_local import generator
+from tally_local.seed import mysql_connect, seed_erp
 
 pytestmark = pytest.mark.integration
 
 AS_OF = datetime(2026, 5, 1, tzinfo=UTC)
 DS1, DS2 = "2026-04-29", "2026-04-30"
 SCALE = generator.Scale(accounts=30, opportunities=60, users=4, days=6)
-OPTIONS = erp.ErpOptions(batch_size=64)  # several batches even at this size
-
-
-# -- MariaDB, started for the session ------------------------------------------------------------
-def _mariadb_binaries() -> tuple[str, str] | None:
-    server = shutil.which("mariadbd") or shutil.which("mariadbd", path="/usr/sbin:/usr/libexec")
-    install = shutil.which("mariadb-install-db")
-    return (server, install) if server and install else None
-
-
-@pytest.fixture(scope="session")
-def mariadb() -> MySQLConn:
-    """A throw-away MariaDB server on a free port (Debian's ``mariadb-server``, installed if missing)."""
-    if _mariadb_binaries() is None:
-        if os.geteuid() != 0:
-            pytest.skip("MariaDB is not installed and we are not root: apt-get install -y mariadb-server")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True)
-        proc = subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "mariadb-server"],
-                              env=env, capture_output=True, text=True)
-        if _mariadb_binaries() is None:
-            pytest.fail(f"apt-get install mariadb-server failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    server, install = _mariadb_binaries()
-    root = Path(tempfile.mkdtemp(prefix="tally-mariadb-", dir="/var/tmp" if os.geteuid() == 0 else None))
-    user = "mysql" if os.geteuid() == 0 else os.environ.get("USER", "nobody")
-    if os.geteuid() == 0:
-        os.chmod(root, 0o755)
-        shutil.chown(root, user, user)
-    data, sock, log = root / "data", root / "mysqld.sock", root / "mariadb.log"
-    subprocess.run([install, "--no-defaults", f"--datadir={data}", f"--user={user}", "--skip-test-db",
-                    "--auth-root-authentication-method=normal"], check=True, capture_output=True)
-    port = free_port()
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([server, "--no-defaults", f"--datadir={data}", f"--socket={sock}", f"--port={port}",
-                                 "--bind-address=127.0.0.1", f"--user={user}", "--skip-log-bin", "--skip-name-resolve",
-                                 "--innodb-buffer-pool-size=64M", f"--pid-file={root / 'mariadb.pid'}"],
-                                stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while not (port_open(port) and sock.exists()):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"MariaDB did not start:\n{log.read_text(errors='replace')[-3000:]}")
-            time.sleep(0.2)
-        password = secrets.token_hex(8)
-        admin = mysql_connect(MySQLConn("localhost", port, "root", "", "mysql", unix_socket=str(sock)), autocommit=True)
-        with admin.cursor() as cur:
-            cur.execute("CREATE USER 'tally'@'127.0.0.1' IDENTIFIED BY %s", (password,))
-            cur.execute("GRANT ALL PRIVILEGES ON *.* TO 'tally'@'127.0.0.1'")
-        admin.close()
-        yield MySQLConn("127.0.0.1", port, "tally", password, "mysql")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def _fresh_mysql(server: MySQLConn) -> MySQLConn:
-    name = f"erp_{uuid.uuid4().hex[:10]}"
-    conn = mysql_connect(server, autocommit=True)
-    with conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-    conn.close()
-    return replace(server, dbname=name)
+OPTIONS = ErpOptions(batch_size=64)  # several batches even at this size
 
 
 @pytest.fixture(params=["postgres", "mysql"])
@@ -108,7 +37,7 @@ def erp_db(request):
     """A fresh, empty ERP database of each dialect (one per test)."""
     if request.param == "postgres":
         return request.getfixturevalue("new_database")("erp")
-    return _fresh_mysql(request.getfixturevalue("mariadb"))
+    return fresh_mysql(request.getfixturevalue("mariadb"))
 
 
 def _execute(conn, statement: str, params: tuple = ()) -> None:
@@ -128,8 +57,8 @@ def _execute(conn, statement: str, params: tuple = ()) -> None:
 
 # -- the scenario --------------------------------------------------------------------------------
 def _extract(conn, lake, name: str, ds: str) -> dict:
-    start, end = generator.ds_interval(ds)
-    return erp.extract(conn, lake, catalog.ERP[name], ds, start, end, options=OPTIONS)
+    start, end = ds_interval(ds)
+    return ErpSource(conn, OPTIONS).extract(lake, catalog.ERP[name], ds, start, end)
 
 
 def _expected(rows: list[dict], cursor_before: datetime | None, lo: datetime | None = None) -> list[dict]:
@@ -139,8 +68,8 @@ def _expected(rows: list[dict], cursor_before: datetime | None, lo: datetime | N
 def test_full_then_incremental_with_deletes_overlap_quarantine_and_rerun(erp_db, lake):
     data = generator.generate(SCALE, seed=21, as_of=AS_OF)
     seed_erp(erp_db, data)
-    start1, end1 = generator.ds_interval(DS1)
-    start2, end2 = generator.ds_interval(DS2)
+    start1, end1 = ds_interval(DS1)
+    start2, end2 = ds_interval(DS2)
     overlap = OPTIONS.overlap
 
     # ds1: the first ds of every table is a full load of everything before its end.
@@ -151,7 +80,7 @@ def test_full_then_incremental_with_deletes_overlap_quarantine_and_rerun(erp_db,
         bad = [b for b in data.erp_bad.get(name, []) if b.row["updated_at"] < end1]
         assert m["mode"] == "full" and m["tombstones"] == 0, name
         assert (m["row_count"], m["quarantined"]) == (len(good), len(bad)), name
-        assert m["source_count"] == len(good) + len(bad) == pipeline.expected_raw_rows(m) + m["quarantined"]
+        assert m["source_count"] == len(good) + len(bad) == expected_raw_rows(m) + m["quarantined"]
         assert m["key_checksum"] == checksum(r[d.key] for r in good), name
         assert m["dialect"] == ("mysql" if isinstance(erp_db, MySQLConn) else "postgres")
 
@@ -206,7 +135,7 @@ def test_full_then_incremental_with_deletes_overlap_quarantine_and_rerun(erp_db,
     assert {r["reason"] for r in q} == {"null order_id"}
     assert m["quarantine"]["reasons"] == {"null order_id": m["quarantined"]}
     for name, manifest in second.items():
-        assert manifest["row_count"] == pipeline.expected_raw_rows(manifest), name
+        assert manifest["row_count"] == expected_raw_rows(manifest), name
         if name == "products":  # reloaded whole every ds
             assert manifest["mode"] == "full" and manifest["row_count"] == len(_expected(data.erp[name], end2))
         elif name != "order_lines":  # the other tables: exactly the window, overlap included
@@ -239,8 +168,8 @@ def test_quarantined_rows_keep_the_source_text_and_reconcile(erp_db, lake):
 
 
 def test_pipeline_records_reconciled_counts_and_the_gate_passes(stack, lake, warehouse_conn, new_database):
-    """Through ``pipeline``: the ledger's source hop is what must land (breakdown in details), and
-    the raw gate's row count (source_count + tombstones - quarantined) holds."""
+    """Through the extract stage and the raw gate: the ledger's source hop is what must land
+    (breakdown in details), and the raw gate's row count (source_count + tombstones - quarantined) holds."""
     import psycopg
 
     from tally import ledger
@@ -250,8 +179,8 @@ def test_pipeline_records_reconciled_counts_and_the_gate_passes(stack, lake, war
     seed_erp(conn, data)
     res = stack.resources()
     res.lake, res.warehouse, res.erp = lake, warehouse_conn, conn
-    start, end = generator.ds_interval(DS2)
-    out = pipeline.extract(res, "erp.order_lines", DS2, start, end)
+    start, end = ds_interval(DS2)
+    out = extract(res, "erp.order_lines", DS2, start, end)
     assert out["quarantined"] == len(data.erp_bad["order_lines"]) >= 1
     with psycopg.connect(warehouse_conn.conninfo()) as c:
         flow = ledger.flow(c, DS2)["erp.order_lines"]
@@ -259,5 +188,33 @@ def test_pipeline_records_reconciled_counts_and_the_gate_passes(stack, lake, war
     assert flow["source"].details["source_count"] == len(data.erp_rows("order_lines"))
     assert flow["source"].details["quarantine"] == {"null order_id": out["quarantined"]}
     assert ledger.first_divergence(flow) is None
-    results = pipeline.gate_raw(res, "erp.order_lines", DS2)
+    results = gate_raw(res, DS2, ["erp.order_lines"])
     assert all(r["success"] for r in results)
+
+
+def test_a_rerun_killed_before_its_manifest_leaves_the_previous_version_whole(stack, lake, warehouse_conn,
+                                                                                new_database, monkeypatch):
+    """Raw ERP and its quarantine: files written, manifest not → the first run's version still reads
+    whole, and the raw gate agrees."""
+    from support.lake_faults import Killed, assert_previous_version_whole, kill_before_manifest, snapshot
+
+    conn = new_database("erp")
+    seed_erp(conn, generator.generate(SCALE, seed=24, as_of=AS_OF))
+    res = stack.resources()
+    res.lake, res.warehouse, res.erp = lake, warehouse_conn, conn
+    d = catalog.ERP["order_lines"]
+    start, end = ds_interval(DS2)
+    first = extract(res, d.dataset_id, DS2, start, end)
+    assert first["quarantined"] >= 1  # the quarantine partition is rewritten too
+    before = snapshot(lake, d.lake_path, DS2)
+    _execute(conn, 'UPDATE "order_lines" SET "updated_at" = %s WHERE "line_id" IN '
+                   '(SELECT "line_id" FROM "order_lines" ORDER BY "line_id" LIMIT 5)', (start + timedelta(hours=1),))
+    kill_before_manifest(monkeypatch, d.lake_path)
+    with pytest.raises(Killed):
+        ErpSource(conn, OPTIONS).extract(lake, d, DS2, start, end)
+    assert_previous_version_whole(lake, d.lake_path, DS2, before, d.key)
+    assert all(r["success"] for r in gate_raw(res, DS2, [d.dataset_id]))
+    # the quarantine the committed raw version names is still there: the new quarantine's sweep
+    # waits for the raw commit
+    named = lake.read_manifest(d.lake_path, DS2)["quarantine"]
+    assert named["files"] and all(lake.exists(lake.path(named["path"], f)) for f in named["files"])

@@ -9,11 +9,14 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from tally import catalog, generator, pipeline, sfid
-from tally.checksum import PG_BYTEA_TO_BIGINT, checksum, key_hash, postgres_sql
-from tally.seed import seed_erp, seed_salesforce
-from tally.sources.erp import ErpOptions
-from tally.warehouse import SchemaChangeError, ensure_ops, load_partition
+from tally import catalog, sfid
+from tally.core.resources import ds_interval
+from tally.lake.checksum import PG_BYTEA_TO_BIGINT, checksum, key_hash, postgres_sql
+from tally.load.warehouse import SchemaChangeError, ensure_ops, load_partition
+from tally.sources.erp.extract import ErpOptions
+from tally.stages.extract import expected_raw_rows, extract
+from tally_local import generator
+from tally_local.seed import seed_erp, seed_salesforce
 
 pytestmark = pytest.mark.integration
 
@@ -40,25 +43,25 @@ def _resources(stack, lake, warehouse_conn):
 def test_full_then_incremental_extract_matches_ground_truth(stack, seeded, lake, s3_lake, warehouse_conn, lake_kind):
     target = lake if lake_kind == "local" else s3_lake
     res = _resources(stack, target, warehouse_conn)
-    start, end = generator.ds_interval(DS)
+    start, end = ds_interval(DS)
     landed = {}
     for dataset in catalog.all_raw():
         # ERP truth: the rows that land (rows the ERP holds but cannot be typed are quarantined,
         # and the manifest's source_count counts them: expected_raw_rows reconciles the two).
         truth = (seeded.salesforce if dataset.source == "salesforce" else seeded.erp)[dataset.name]
         # First ds of a dataset: a full initial load of everything before the interval end.
-        first = pipeline.extract(res, dataset.dataset_id, "2026-04-29", start - timedelta(days=1), start)
+        first = extract(res, dataset.dataset_id, "2026-04-29", start - timedelta(days=1), start)
         before = [r for r in truth if r[dataset.cursor] < start]
         assert first["mode"] == "full"
-        assert first["row_count"] == pipeline.expected_raw_rows(first) == len(before)
+        assert first["row_count"] == expected_raw_rows(first) == len(before)
         # Next ds: only what changed inside [start - overlap, end), tie-safe at the edges (ERP
         # dimensions configured for a full reload land whole again).
-        second = pipeline.extract(res, dataset.dataset_id, DS, start, end)
+        second = extract(res, dataset.dataset_id, DS, start, end)
         full = dataset.extra.get("full_reload", False)
         lo = start - (ErpOptions.from_env().overlap if dataset.source == "erp" else timedelta(0))
         inside = [r for r in truth if (full or lo <= r[dataset.cursor]) and r[dataset.cursor] < end]
         assert second["mode"] == ("full" if full else "incremental")
-        assert second["row_count"] == pipeline.expected_raw_rows(second) == len(inside)
+        assert second["row_count"] == expected_raw_rows(second) == len(inside)
         assert second["key_checksum"] == checksum(r[dataset.key] for r in inside)
         landed[dataset.dataset_id] = first["row_count"] + second["row_count"]
     # Loading both slices gives every record in the warehouse, exactly what landed.
@@ -73,8 +76,8 @@ def test_full_then_incremental_extract_matches_ground_truth(stack, seeded, lake,
 
 def test_ids_are_18_chars_and_money_exact_after_landing(stack, seeded, lake, warehouse_conn):
     res = _resources(stack, lake, warehouse_conn)
-    start, end = generator.ds_interval(DS)
-    pipeline.extract(res, "salesforce.Opportunity", DS, start, end)  # full load (first ds)
+    start, end = ds_interval(DS)
+    extract(res, "salesforce.Opportunity", DS, start, end)  # full load (first ds)
     table = lake.read_table("raw/salesforce/Opportunity", DS).to_pylist()
     truth = {o["Id"]: o for o in seeded.salesforce["Opportunity"]}
     assert len(table) == len(truth)
@@ -86,8 +89,8 @@ def test_ids_are_18_chars_and_money_exact_after_landing(stack, seeded, lake, war
 
 def test_load_is_idempotent_and_checksums_agree_with_python(stack, seeded, lake, warehouse_conn):
     res = _resources(stack, lake, warehouse_conn)
-    start, end = generator.ds_interval(DS)
-    manifest = pipeline.extract(res, "erp.sales_orders", DS, start, end)
+    start, end = ds_interval(DS)
+    manifest = extract(res, "erp.sales_orders", DS, start, end)
     d = catalog.ERP["sales_orders"]
     first = load_partition(warehouse_conn, lake, d.lake_path, DS, "raw", d.warehouse_table, d.key)
     again = load_partition(warehouse_conn, lake, d.lake_path, DS, "raw", d.warehouse_table, d.key)
@@ -117,7 +120,7 @@ def test_load_preserves_every_type_exactly_and_adds_new_nullable_columns(stack, 
     """Whatever the lake holds comes back from Postgres as the same Python values."""
     import pyarrow as pa
 
-    from tally.lake import new_attempt
+    from tally.lake import Manifest, PartitionWriter
 
     rows = {
         "id": pa.array([1, 2, 3, 4], pa.int64()),
@@ -134,9 +137,8 @@ def test_load_preserves_every_type_exactly_and_adds_new_nullable_columns(stack, 
     }
 
     def land(table: pa.Table) -> None:
-        files = [n for n, _ in lake.write_batches("raw/test/types", DS, table.schema, iter(table.to_batches()),
-                                                   attempt=new_attempt())]
-        lake.commit("raw/test/types", DS, {"files": sorted(set(files)), "row_count": table.num_rows})
+        writer = PartitionWriter(lake, "raw/test/types", DS)
+        writer.commit(Manifest(files=writer.write(table.schema, table.to_batches()), row_count=table.num_rows))
 
     table = pa.table(rows)
     land(table)
@@ -155,8 +157,8 @@ def test_load_preserves_every_type_exactly_and_adds_new_nullable_columns(stack, 
 
 def test_retyped_column_fails_the_load_clearly(stack, seeded, lake, warehouse_conn):
     res = _resources(stack, lake, warehouse_conn)
-    start, end = generator.ds_interval(DS)
-    pipeline.extract(res, "erp.customers", DS, start, end)
+    start, end = ds_interval(DS)
+    extract(res, "erp.customers", DS, start, end)
     d = catalog.ERP["customers"]
     with psycopg.connect(warehouse_conn.conninfo()) as conn:
         conn.execute("CREATE SCHEMA raw")
@@ -169,8 +171,8 @@ def test_ledger_records_source_and_raw_hops(stack, seeded, lake, warehouse_conn)
     from tally import ledger
 
     res = _resources(stack, lake, warehouse_conn)
-    start, end = generator.ds_interval(DS)
-    pipeline.extract(res, "salesforce.User", DS, start, end)
+    start, end = ds_interval(DS)
+    extract(res, "salesforce.User", DS, start, end)
     with psycopg.connect(warehouse_conn.conninfo()) as conn:
         flow = ledger.flow(conn, DS)["salesforce.User"]
     assert flow["source"].row_count == flow["raw"].row_count == len(seeded.salesforce["User"])
@@ -180,13 +182,13 @@ def test_ledger_records_source_and_raw_hops(stack, seeded, lake, warehouse_conn)
 def test_wrong_salesforce_password_is_a_clear_error(stack, lake, warehouse_conn):
     from dataclasses import replace
 
-    from tally.sources.salesforce_auth import SalesforceAuthError
+    from tally.sources.salesforce.auth import SalesforceAuthError
 
     res = _resources(stack, lake, warehouse_conn)
     res.salesforce = replace(res.salesforce, password="wrong")
-    start, end = generator.ds_interval(DS)
+    start, end = ds_interval(DS)
     with pytest.raises(SalesforceAuthError, match="INVALID_LOGIN") as info:
-        pipeline.extract(res, "salesforce.User", DS, start, end)
+        extract(res, "salesforce.User", DS, start, end)
     assert "wrong" not in str(info.value)
     assert lake.committed("raw/salesforce/User") == []  # nothing half-committed
 
@@ -205,3 +207,22 @@ def test_cli_extract_salesforce_lands_an_interval(stack, seeded, tmp_path):
     assert "row_count" in result.output
     rows = Lake(str(lake_dir)).read_table("raw/salesforce/Opportunity", "2026-04-30").num_rows
     assert rows == sum(1 for o in seeded.salesforce["Opportunity"] if o["SystemModstamp"] < AS_OF)
+
+
+def test_a_salesforce_rerun_killed_before_its_manifest_leaves_the_previous_version_whole(
+        stack, seeded, lake, warehouse_conn, monkeypatch):
+    """Raw Salesforce: files written, manifest not → the committed version still reads whole, and
+    the warehouse load (which reads what the gates read) agrees with its manifest."""
+    from support.lake_faults import Killed, assert_previous_version_whole, kill_before_manifest, snapshot
+
+    res = _resources(stack, lake, warehouse_conn)
+    d = catalog.SALESFORCE["Opportunity"]
+    start, end = ds_interval(DS)
+    extract(res, d.dataset_id, DS, start, end)
+    before = snapshot(lake, d.lake_path, DS)
+    kill_before_manifest(monkeypatch, d.lake_path)
+    with pytest.raises(Killed):
+        extract(res, d.dataset_id, DS, start, end)
+    assert_previous_version_whole(lake, d.lake_path, DS, before, d.key)
+    loaded = load_partition(warehouse_conn, lake, d.lake_path, DS, "raw", d.warehouse_table, d.key)
+    assert (loaded.row_count, loaded.key_checksum) == (before["row_count"], before["key_checksum"])

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from tally.events import layout
-from tally.events.generator import EventScale, generate_events, produce_events
-from tally.events.landing import land_events
-from tally.events.probe import highwaters
-from tally.stack.process import free_port, port_open, spawn, stop, wait_until
+from tally.sources.kafka import layout
+from tally.sources.kafka.landing import land_events
+from tally.sources.kafka.probe import highwaters
+from tally_local.events_generator import EventScale, generate_events, produce_events
+from tally_local.stack.process import free_port, port_open, spawn, stop, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
-from tally import generator as crm
-from tally import ledger
-from tally.events import layout
-from tally.events.generator import EventScale, generate_events, produce_events
-from tally.events.landing import land_events, record_ledger
+from tally import contract, ledger
+from tally.sources.kafka import layout
+from tally.sources.kafka.landing import land_events, record_ledger
+from tally_local import generator as crm
+from tally_local.events_generator import EventScale, generate_events, produce_events
 
 pytestmark = pytest.mark.integration
 
@@ -95,8 +95,8 @@ def test_the_dag_tasks_land_and_fail_loudly_on_a_broken_producer(stack, tmp_path
     spec = importlib.util.spec_from_file_location("tally_events_tasks_under_test", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    monkeypatch.setattr(module, "TOPIC", topic)
-    monkeypatch.setattr(module, "GROUP", f"tally-lake-{uuid.uuid4().hex[:6]}")
+    monkeypatch.setattr(contract, "EVENTS_TOPIC", topic)  # the DAG reads the contract's names when it runs
+    monkeypatch.setattr(contract, "EVENTS_GROUP", f"tally-lake-{uuid.uuid4().hex[:6]}")
     dag = module.tally_events()
 
     report = dag.get_task("land").python_callable(run_id="test")

@@ -13,8 +13,18 @@ from decimal import Decimal
 import psycopg
 import pytest
 
-from tally import catalog, generator, ledger, pipeline
-from tally.seed import seed_erp, seed_salesforce
+from tally import catalog, ledger
+from tally.core.errors import DataProblem
+from tally.core.resources import ds_interval
+from tally.gates.curated import gate_curated, live_keys
+from tally.gates.mart import gate_mart
+from tally.gates.raw import gate_raw
+from tally.gates.warehouse import gate_warehouse
+from tally.load.stage import load
+from tally.stages.dbt import dbt_build
+from tally.stages.extract import extract
+from tally_local import generator
+from tally_local.seed import seed_erp, seed_salesforce
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +34,7 @@ DS = "2026-06-30"
 
 @pytest.fixture(scope="module")
 def world(stack, spark, warehouse_conn_module, tmp_path_factory):
-    import all_curated  # spark_jobs/, put on sys.path below
+    import all_curated  # spark_jobs/ (pyproject's pytest pythonpath)
     import opportunity_enrichment
 
     from tally.lake import Lake
@@ -35,32 +45,22 @@ def world(stack, spark, warehouse_conn_module, tmp_path_factory):
     res = stack.resources()
     res.lake = Lake(str(tmp_path_factory.mktemp("loss") / "lake"))
     res.warehouse = warehouse_conn_module
-    start, end = generator.ds_interval(DS)
+    start, end = ds_interval(DS)
     for dataset in catalog.all_raw():
-        pipeline.extract(res, dataset.dataset_id, DS, start, end)
-    pipeline.gate_raw_all(res, DS)  # the DAG's one raw gate, every dataset
+        extract(res, dataset.dataset_id, DS, start, end)
+    gate_raw(res, DS)  # the DAG's one raw gate, every dataset
     all_curated.run(spark, res.lake.uri, DS)
-    pipeline.gate_curated(res, DS)
-    pipeline.load(res, DS)
-    pipeline.gate_warehouse(res, DS)
-    pipeline.dbt_build(res, DS)
-    pipeline.gate_mart(res, DS)
+    gate_curated(res, DS)
+    load(res, DS)
+    gate_warehouse(res, DS)
+    dbt_build(res, DS)
+    gate_mart(res, DS)
     return res, data, opportunity_enrichment, spark
 
 
 @pytest.fixture(scope="module")
 def warehouse_conn_module(new_database):
     return new_database("loss")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def spark_jobs_on_path():
-    import sys
-
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "spark_jobs")
-    sys.path.insert(0, os.path.abspath(path))
-    yield
-    sys.path.remove(os.path.abspath(path))
 
 
 def failures_recorded(res, hop: str, dataset: str) -> int:
@@ -87,10 +87,10 @@ def test_deleted_landed_file_is_caught_by_the_raw_gate(world):
     files = res.lake.files(opp.lake_path, DS)
     victim = files[0]
     os.remove(victim)
-    with pytest.raises(pipeline.DataProblem,
+    with pytest.raises(DataProblem,
                        match=rf"raw.salesforce.Opportunity: 0/1 passed; manifest_files_present observed 1 of "
                              rf"{len(files)} file\(s\) the manifest lists are gone") as info:
-        pipeline.gate_raw_all(res, DS)  # every dataset, as the DAG's land.gate_raw
+        gate_raw(res, DS)  # every dataset, as the DAG's land.gate_raw
     (failed,) = info.value.results  # only the damaged dataset failed; the 12 others passed
     assert (failed.dataset, failed.hop, failed.failures[0]["sample"]) == (
         "salesforce.Opportunity", "raw", [victim.rsplit("/", 1)[-1]])
@@ -103,9 +103,9 @@ def test_deleted_landed_file_is_caught_by_the_raw_gate(world):
     (alert,) = failure_alerts("tally_daily", DS, "land.gate_raw", info.value)  # reported once, for that dataset
     assert (alert.gate, alert.category, alert.dataset) == (
         "land.gate_raw:salesforce.Opportunity", "raw_gate", "salesforce.Opportunity")
-    start, end = generator.ds_interval(DS)
-    pipeline.extract(res, opp.dataset_id, DS, start, end)  # heal: re-extract the ds
-    assert pipeline.gate_raw_all(res, DS)
+    start, end = ds_interval(DS)
+    extract(res, opp.dataset_id, DS, start, end)  # heal: re-extract the ds
+    assert gate_raw(res, DS)
 
 
 def test_rows_dropped_in_the_load_are_caught_by_the_warehouse_gate(world):
@@ -115,8 +115,8 @@ def test_rows_dropped_in_the_load_are_caught_by_the_warehouse_gate(world):
         dropped = sorted(r[0] for r in conn.execute(
             "DELETE FROM raw.sf_opportunity WHERE ctid IN "
             "(SELECT ctid FROM raw.sf_opportunity WHERE _ds = %s LIMIT 3) RETURNING id", (DS,)))
-    with pytest.raises(pipeline.DataProblem) as info:
-        pipeline.gate_warehouse(res, DS)
+    with pytest.raises(DataProblem) as info:
+        gate_warehouse(res, DS)
     message = str(info.value)
     assert f"warehouse_row_count_equals_manifest observed {before - 3} expected {before}" in message
     assert "warehouse.salesforce.Opportunity" in message and "salesforce.User" not in message
@@ -124,13 +124,13 @@ def test_rows_dropped_in_the_load_are_caught_by_the_warehouse_gate(world):
         div = ledger.first_divergence(ledger.flow(conn, DS)["salesforce.Opportunity"])
     assert div[:2] == ("raw", "warehouse")
     assert failures_recorded(res, "warehouse", "salesforce.Opportunity") == 1
-    from tally.reconcile import key_diff
+    from tally.reconcile.keys import key_diff
 
     diff = key_diff(res.lake, res.warehouse, "salesforce.Opportunity", DS)
     assert (diff.left, diff.right, diff.missing, diff.extra_count) == ("raw", "warehouse", dropped, 0)
-    pipeline.load(res, DS)  # heal
+    load(res, DS)  # heal
     assert key_diff(res.lake, res.warehouse, "salesforce.Opportunity", DS).missing_count == 0
-    pipeline.gate_warehouse(res, DS)
+    gate_warehouse(res, DS)
 
 
 def test_a_broken_spark_join_is_caught_by_the_curated_gate(world, monkeypatch):
@@ -143,14 +143,14 @@ def test_a_broken_spark_join_is_caught_by_the_curated_gate(world, monkeypatch):
 
     monkeypatch.setattr(job, "build_opportunities", inner_join_on_a_few_accounts)
     job.run(spark, res.lake.uri, DS)
-    live = len(pipeline.live_keys(res.lake, "salesforce.Opportunity", DS))
+    live = len(live_keys(res.lake, "salesforce.Opportunity", DS))
     got = res.lake.read_manifest("curated/opportunities", DS)["row_count"]
     assert got < live
-    with pytest.raises(pipeline.DataProblem, match=f"expect_table_row_count_to_equal observed {got} expected {live}"):
-        pipeline.gate_curated(res, DS)
+    with pytest.raises(DataProblem, match=f"expect_table_row_count_to_equal observed {got} expected {live}"):
+        gate_curated(res, DS)
     monkeypatch.setattr(job, "build_opportunities", original)
     job.run(spark, res.lake.uri, DS)  # heal
-    pipeline.gate_curated(res, DS)
+    gate_curated(res, DS)
 
 
 def test_a_mangled_mart_is_caught_by_the_mart_gate(world):
@@ -159,11 +159,11 @@ def test_a_mangled_mart_is_caught_by_the_mart_gate(world):
         conn.execute("UPDATE marts.mart_rep_performance SET won_amount = won_amount + 0.01 "
                      "WHERE ctid IN (SELECT ctid FROM marts.mart_rep_performance WHERE ds = %s"
                      " AND won_amount IS NOT NULL LIMIT 1)", (DS,))
-    with pytest.raises(pipeline.DataProblem, match="mart_sum_won_amount_equals_curated") as caught:
-        pipeline.gate_mart(res, DS)
+    with pytest.raises(DataProblem, match="mart_sum_won_amount_equals_curated") as caught:
+        gate_mart(res, DS)
     failed = [f for r in caught.value.results for f in r.failures
               if f["expectation"] == "mart_sum_won_amount_equals_curated"]
     assert len(failed) == 1 and Decimal(failed[0]["difference"]) == Decimal("0.01")  # exact, not a float
     assert failures_recorded(res, "mart", "mart_rep_performance") == 1
-    pipeline.dbt_build(res, DS, select="+mart_rep_performance")  # heal: rebuild the ds
-    pipeline.gate_mart(res, DS)
+    dbt_build(res, DS, select="+mart_rep_performance")  # heal: rebuild the ds
+    gate_mart(res, DS)

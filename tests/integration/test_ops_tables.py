@@ -7,7 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 import pytest
 
-from tally import ledger, pgutil
+from tally import ledger
+from tally.core import pgutil
 from tally.ledger import Entry
 
 pytestmark = pytest.mark.integration

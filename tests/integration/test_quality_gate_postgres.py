@@ -15,7 +15,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tally.quality import gate
+from tally.quality import postgres
+from tally.quality.result import GateError
 
 pytestmark = pytest.mark.integration
 
@@ -26,9 +27,9 @@ SUITE = "mart.mart_rep_performance"  # the frozen copy in tests/suites (tests/su
 def frozen_suites(monkeypatch):
     from pathlib import Path
 
-    from tally.quality import suites
+    from tally.core import paths
 
-    monkeypatch.setenv(suites.ENV_DIR, str(Path(__file__).resolve().parents[1] / "suites"))
+    monkeypatch.setenv(paths.EXPECTATIONS_ENV, str(Path(__file__).resolve().parents[1] / "suites"))
 DS1, DS2 = date(2024, 1, 1), date(2024, 1, 2)
 COLUMNS = """(ds date, owner_id text, owner_name text, region text, won_amount numeric(38,9),
     won_count bigint, closed_count bigint, win_rate numeric, open_pipeline numeric(38,9),
@@ -85,13 +86,13 @@ def insert(dsn: str, schema: str, row: tuple) -> None:
 def test_one_ds_passes(warehouse_dsn, mart):
     schema, table, rows = mart
     params = {"expected_rows": REPS, "expected_won_amount": won_total(rows[DS2])}
-    result = gate.validate_postgres_table(SUITE, warehouse_dsn, schema, table, params, where={"ds": DS2})
+    result = postgres.validate_postgres_table(SUITE, warehouse_dsn, schema, table, params, where={"ds": DS2})
     assert result.success, result.summary()
     assert (result.evaluated, result.failed) == (6, 0)
     assert result.summary() == f"{SUITE}: 6/6 passed"
     assert result.target == f'postgres "{schema}"."mart_rep_performance" WHERE "ds" = \'2024-01-02\'::date'
     # the same batch as a raw SQL predicate
-    again = gate.validate_postgres_table(SUITE, warehouse_dsn, schema, table, params, where="ds = '2024-01-02'")
+    again = postgres.validate_postgres_table(SUITE, warehouse_dsn, schema, table, params, where="ds = '2024-01-02'")
     assert again.success, again.summary()
 
 
@@ -109,7 +110,7 @@ def test_a_clean_batch_is_not_scanned_for_samples(warehouse_dsn, mart):
 
     sa.event.listen(sa.engine.Engine, "before_cursor_execute", record)
     try:
-        result = gate.validate_postgres_table(SUITE, warehouse_dsn, schema, table,
+        result = postgres.validate_postgres_table(SUITE, warehouse_dsn, schema, table,
                                               {"expected_rows": REPS, "expected_won_amount": won_total(rows[DS2])},
                                               where={"ds": DS2})
     finally:
@@ -126,7 +127,7 @@ def test_a_clean_batch_is_not_scanned_for_samples(warehouse_dsn, mart):
 def test_whole_table_without_where(warehouse_dsn, mart):
     schema, table, rows = mart
     params = {"expected_rows": 2 * REPS, "expected_won_amount": won_total(rows[DS1] + rows[DS2])}
-    result = gate.validate_postgres_table(SUITE, warehouse_dsn, schema, table, params)
+    result = postgres.validate_postgres_table(SUITE, warehouse_dsn, schema, table, params)
     assert result.success, result.summary()
 
 
@@ -136,7 +137,7 @@ def test_duplicate_owner_and_wrong_total_fail(warehouse_dsn, mart):
     insert(warehouse_dsn, schema, dup)
     insert(warehouse_dsn, schema, (DS2, "005BAD", "Bad", "EMEA", Decimal(0), 0, 0, Decimal("1.5"), 0, 0, 1.5, True))
     expected_total = won_total(rows[DS2]) + Decimal("0.01")  # off by one cent
-    result = gate.validate_postgres_table(
+    result = postgres.validate_postgres_table(
         SUITE, warehouse_dsn, schema, table,
         {"expected_rows": REPS, "expected_won_amount": expected_total}, where={"ds": DS2},
     )
@@ -164,7 +165,7 @@ def test_duplicate_owner_and_wrong_total_fail(warehouse_dsn, mart):
         "expect_compound_columns_to_be_unique(ds, owner_id) observed 2 of 27 rows unexpected expected 0"
     )
     # the other ds is untouched and still passes
-    other = gate.validate_postgres_table(
+    other = postgres.validate_postgres_table(
         SUITE, warehouse_dsn, schema, table,
         {"expected_rows": REPS, "expected_won_amount": won_total(rows[DS1])}, where={"ds": DS1},
     )
@@ -176,7 +177,7 @@ def test_a_cent_off_in_the_total_is_caught(warehouse_dsn, mart):
     total = won_total(rows[DS2])
     assert total > Decimal("1e7")
     for off in (Decimal("0.01"), Decimal("-0.01")):
-        result = gate.validate_postgres_table(
+        result = postgres.validate_postgres_table(
             SUITE, warehouse_dsn, schema, table,
             {"expected_rows": REPS, "expected_won_amount": total + off}, where={"ds": DS2},
         )
@@ -188,12 +189,12 @@ def test_uri_conninfo_and_missing_table(warehouse_dsn, mart):
     parts = psycopg.conninfo.conninfo_to_dict(warehouse_dsn)
     uri = f"postgresql://{parts['user']}:{parts['password']}@{parts['host']}:{parts['port']}/{parts['dbname']}"
     params = {"expected_rows": REPS, "expected_won_amount": won_total(rows[DS1])}
-    assert gate.validate_postgres_table(SUITE, uri, schema, table, params, where={"ds": "2024-01-01"}).success
+    assert postgres.validate_postgres_table(SUITE, uri, schema, table, params, where={"ds": "2024-01-01"}).success
     # a batch that cannot be read at all is a broken pipeline: raise once, clearly
-    with pytest.raises(gate.GateError, match=f'"{schema}"."no_such_table": relation .* does not exist'):
-        gate.validate_postgres_table(SUITE, warehouse_dsn, schema, "no_such_table", params)
-    with pytest.raises(gate.GateError, match='column "dss" does not exist'):
-        gate.validate_postgres_table(SUITE, warehouse_dsn, schema, table, params, where="dss = '2024-01-01'")
+    with pytest.raises(GateError, match=f'"{schema}"."no_such_table": relation .* does not exist'):
+        postgres.validate_postgres_table(SUITE, warehouse_dsn, schema, "no_such_table", params)
+    with pytest.raises(GateError, match='column "dss" does not exist'):
+        postgres.validate_postgres_table(SUITE, warehouse_dsn, schema, table, params, where="dss = '2024-01-01'")
 
 
 def test_sql_validation_publishes_its_data_docs_page(warehouse_dsn, mart, tmp_path, monkeypatch):
@@ -211,7 +212,7 @@ def test_sql_validation_publishes_its_data_docs_page(warehouse_dsn, mart, tmp_pa
         {"type": "expect_table_row_count_to_equal", "kwargs": {"value": {"$PARAMETER": "expected_rows"}}},
         {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "owner_id"}}]}))
     insert(warehouse_dsn, schema, rep_rows(DS2)[0])  # a duplicated owner in ds 2
-    result = gate.validate_postgres_table(SUITE, warehouse_dsn, schema, table, {"expected_rows": REPS},
+    result = postgres.validate_postgres_table(SUITE, warehouse_dsn, schema, table, {"expected_rows": REPS},
                                           where={"ds": DS2}, suites_dir=suites_dir)
     assert not result.success and result.failed == 2
     assert result.data_docs.startswith("validations/mart/mart_rep_performance/2024-01-02/")
@@ -231,7 +232,7 @@ def test_forked_workers_validate_on_their_own_connections(warehouse_dsn, mart):
 
     def validate(ds: date) -> tuple[bool, str]:
         params = {"expected_rows": REPS, "expected_won_amount": won_total(rows[ds])}
-        result = gate.validate_postgres_table(SUITE, warehouse_dsn, schema, table, params, where={"ds": ds})
+        result = postgres.validate_postgres_table(SUITE, warehouse_dsn, schema, table, params, where={"ds": ds})
         return result.success, result.summary()
 
     assert validate(DS1)[0]  # the parent's engine now holds a pooled connection

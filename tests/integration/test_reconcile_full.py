@@ -16,20 +16,24 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tally import catalog, generator, ledger, pipeline
+from tally import catalog, ledger
 from tally.alerts.config import AlertConfig
-from tally.checksum import checksum
-from tally.config import PostgresConn
-from tally.reconcile_full import Options, check, reconcile_table
-from tally.reconcile_full.current import refresh
-from tally.seed import ERP_DDL
-from tally.sources import erp
-from tally.warehouse import load_partition, measure
+from tally.core.config import PostgresConn
+from tally.core.errors import DataProblem
+from tally.core.resources import Resources, ds_interval
+from tally.gates.raw import gate_raw
+from tally.lake.checksum import checksum
+from tally.load.warehouse import load_partition, measure
+from tally.reconcile.full import Options, check, reconcile_table
+from tally.reconcile.full.current import refresh
+from tally.sources.erp.extract import ErpOptions, ErpSource
+from tally.stages.extract import expected_raw_rows
+from tally_local.seed import ERP_DDL
 
 pytestmark = pytest.mark.integration
 
 DS1, DS2 = "2026-04-29", "2026-04-30"
-OPTIONS = erp.ErpOptions(batch_size=4)
+OPTIONS = ErpOptions(batch_size=4)
 T0 = datetime(2026, 4, 29, 10, 0, tzinfo=UTC)
 CUSTOMERS = catalog.ERP["customers"]
 PAYMENTS = catalog.ERP["payments"]
@@ -51,9 +55,9 @@ def _sql(db: PostgresConn, statement: str, params: tuple = ()) -> list[tuple]:
 
 def _land(db, lake, warehouse, ds: str, datasets=(CUSTOMERS, PAYMENTS)) -> None:
     """Extract and load ``ds`` as tally_daily does (ledger included: an empty slice is loaded too)."""
-    start, end = generator.ds_interval(ds)
+    start, end = ds_interval(ds)
     for d in datasets:
-        erp.extract(db, lake, d, ds, start, end, options=OPTIONS)
+        ErpSource(db, OPTIONS).extract(lake, d, ds, start, end)
         r = load_partition(warehouse, lake, d.lake_path, ds, "raw", d.warehouse_table, d.key)
         with psycopg.connect(warehouse.conninfo(), autocommit=True) as conn:
             ledger.record(conn, ledger.Entry(ds, d.dataset_id, "warehouse", r.row_count, r.key_checksum, {}))
@@ -120,11 +124,11 @@ def test_finds_exactly_the_injected_keys_heals_them_and_leaves_everything_consis
     m = lake.read_manifest(CUSTOMERS.lake_path, DS2)
     part = lake.read_table(CUSTOMERS.lake_path, DS2)
     keys = part.column("customer_id").to_pylist()
-    assert len(keys) == len(set(keys)) == m["row_count"] == pipeline.expected_raw_rows(m)
+    assert len(keys) == len(set(keys)) == m["row_count"] == expected_raw_rows(m)
     assert m["key_checksum"] == checksum(keys)
     assert len(m["heals"]) == 1 and m["heals"][0]["before"]["row_count"] == 2
-    res = pipeline.Resources(lake=lake, warehouse=warehouse_conn, erp=erp_db)
-    pipeline.gate_raw(res, CUSTOMERS.dataset_id, DS2)  # raises DataProblem if the heal broke it
+    res = Resources(lake=lake, warehouse=warehouse_conn, erp=erp_db)
+    gate_raw(res, DS2, [CUSTOMERS.dataset_id])  # raises DataProblem if the heal broke it
     with psycopg.connect(warehouse_conn.conninfo()) as conn:
         got = measure(conn, "raw", CUSTOMERS.warehouse_table, "customer_id", DS2)
         hops = ledger.flow(conn, DS2)[CUSTOMERS.dataset_id]
@@ -134,8 +138,8 @@ def test_finds_exactly_the_injected_keys_heals_them_and_leaves_everything_consis
     assert ledger.first_divergence(hops) is None
 
     # Tomorrow's extract sees the healed keys as landed: no second tombstone for 3 and 9.
-    start3, end3 = generator.ds_interval("2026-05-01")
-    m3 = erp.extract(erp_db, lake, CUSTOMERS, "2026-05-01", start3, end3, options=OPTIONS)
+    start3, end3 = ds_interval("2026-05-01")
+    m3 = ErpSource(erp_db, OPTIONS).extract(lake, CUSTOMERS, "2026-05-01", start3, end3)
     assert m3["tombstones"] == 0
 
     # Payments: the late row is healed; the one that does not type is quarantined, and counted
@@ -146,7 +150,7 @@ def test_finds_exactly_the_injected_keys_heals_them_and_leaves_everything_consis
     q = lake.read_table("quarantine/erp/payments", DS2).to_pylist()
     assert [(r["payment_id"], r["reason"]) for r in q] == [("6", "amount: not a decimal")]
     pm = lake.read_manifest(PAYMENTS.lake_path, DS2)
-    assert pm["row_count"] == pipeline.expected_raw_rows(pm) and pm["quarantined"] == 1
+    assert pm["row_count"] == expected_raw_rows(pm) and pm["quarantined"] == 1
     again = reconcile_table(erp_db, lake, warehouse_conn, PAYMENTS)
     assert again.found == {"quarantined": 1} and again.status == "ok" and again.heal is None
 
@@ -182,27 +186,24 @@ def test_without_heal_differences_are_left_and_the_check_fails(erp_db, lake, war
     report = reconcile_table(erp_db, lake, warehouse_conn, CUSTOMERS, Options(heal=False))
     assert report.found == {"extra": 1} and report.left == {"extra": 1} and report.status == "differences"
     assert lake.read_manifest(CUSTOMERS.lake_path, DS1).get("heals") is None  # nothing written
-    res = pipeline.Resources(lake=lake, warehouse=warehouse_conn, erp=erp_db)
-    with pytest.raises(pipeline.DataProblem, match=r"erp.customers: 1 extra \(1 left\)"):
+    res = Resources(lake=lake, warehouse=warehouse_conn, erp=erp_db)
+    with pytest.raises(DataProblem, match=r"erp.customers: 1 extra \(1 left\)"):
         check(res, DS2, [report.to_dict()], alert_config=AlertConfig())
 
 
 def test_cli_full_reconcile_reports_each_table(stack, erp_db, lake, warehouse_conn, monkeypatch):
     from typer.testing import CliRunner
 
-    from tally import cli
-    from tally.cli import app
+    from tally.cli import app, common
 
-    class Isolated:  # the session stack, but this test's own ERP, lake and warehouse
-        state = stack.state
-
+    class Isolated:  # the session stack's profile, but this test's own ERP, lake and warehouse
         @staticmethod
         def resources():
             res = stack.resources()
             res.erp, res.lake, res.warehouse = erp_db, lake, warehouse_conn
             return res
 
-    monkeypatch.setattr(cli, "_require_stack", lambda: Isolated)
+    monkeypatch.setattr(common, "require_profile", lambda: Isolated)
     runner = CliRunner()
     result = runner.invoke(app, ["reconcile", "--full", "--no-heal", "--table", "customers"])
     assert result.exit_code == 0, result.output

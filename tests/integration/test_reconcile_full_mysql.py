@@ -6,13 +6,14 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from test_erp_source import _fresh_mysql, mariadb  # noqa: F401  (the session's MariaDB server)
+from support.mariadb import fresh_mysql, mariadb  # noqa: F401  (the session's MariaDB server)
 
-from tally import catalog, generator, ledger
-from tally.reconcile_full import Options, reconcile_table
-from tally.seed import ERP_DDL_MYSQL, mysql_connect
-from tally.sources import erp
-from tally.warehouse import load_partition
+from tally import catalog, ledger
+from tally.core.resources import ds_interval
+from tally.load.warehouse import load_partition
+from tally.reconcile.full import Options, reconcile_table
+from tally.sources.erp.extract import ErpOptions, ErpSource
+from tally_local.seed import ERP_DDL_MYSQL, mysql_connect
 
 pytestmark = pytest.mark.integration
 
@@ -29,13 +30,13 @@ def _mysql(db, statement: str, params: tuple = ()) -> None:
 
 
 def test_mariadb_source_is_compared_with_md5_and_healed(mariadb, lake, warehouse_conn):  # noqa: F811
-    db = _fresh_mysql(mariadb)
+    db = fresh_mysql(mariadb)
     _mysql(db, ERP_DDL_MYSQL[0])
     for i in range(1, 41):
         _mysql(db, "INSERT INTO customers VALUES (%s, %s, 'FR', NULL, %s, %s)",
                (i, f"client {i}", T0, T0 + timedelta(minutes=i, microseconds=i)))
-    start, end = generator.ds_interval(DS)
-    erp.extract(db, lake, CUSTOMERS, DS, start, end, options=erp.ErpOptions(batch_size=8))
+    start, end = ds_interval(DS)
+    ErpSource(db, ErpOptions(batch_size=8)).extract(lake, CUSTOMERS, DS, start, end)
     r = load_partition(warehouse_conn, lake, CUSTOMERS.lake_path, DS, "raw", CUSTOMERS.warehouse_table, CUSTOMERS.key)
     with psycopg.connect(warehouse_conn.conninfo(), autocommit=True) as conn:
         ledger.record(conn, ledger.Entry(DS, CUSTOMERS.dataset_id, "warehouse", r.row_count, r.key_checksum, {}))

@@ -11,12 +11,13 @@ from decimal import Decimal
 
 import pytest
 
-from tally import catalog, pipeline, sfid
-from tally.config import SalesforceConn
-from tally.sfsim import SalesforceStore, generate_credentials, scenarios, start_in_thread
-from tally.sfsim.faults import Faults
-from tally.sources.salesforce import SalesforceOptions, SalesforceSource
-from tally.sources.salesforce_client import ResilientSalesforce, RetryPolicy, SalesforceUnavailable
+from tally import catalog, sfid
+from tally.core.config import SalesforceConn
+from tally.gates.raw import schema_check
+from tally.sources.salesforce.client import ResilientSalesforce, RetryPolicy, SalesforceUnavailable
+from tally.sources.salesforce.extract import SalesforceOptions, SalesforceSource
+from tally_local.sfsim import SalesforceStore, generate_credentials, scenarios, start_in_thread
+from tally_local.sfsim.faults import Faults
 
 pytestmark = pytest.mark.integration
 
@@ -232,7 +233,7 @@ def test_schema_drift_new_field_lands_removed_field_fails_the_gate(world, lake):
     table = lake.read_table(OPP.lake_path, DAY2.date().isoformat())
     assert "Region__c" in table.column_names
     assert table.column("Probability").null_count == table.num_rows
-    result = pipeline.schema_check("salesforce.Opportunity", m)
+    result = schema_check("salesforce.Opportunity", m)
     assert not result.success
     assert "Probability" in result.summary() and "source_field_still_exists" in result.summary()
 
@@ -240,7 +241,7 @@ def test_schema_drift_new_field_lands_removed_field_fails_the_gate(world, lake):
 def test_wrong_credentials_get_salesforce_error_without_the_password(world, lake):
     from dataclasses import replace
 
-    from tally.sources.salesforce_auth import SalesforceAuthError
+    from tally.sources.salesforce.auth import SalesforceAuthError
 
     server, store, conn = world
     with pytest.raises(SalesforceAuthError, match="INVALID_LOGIN") as info:

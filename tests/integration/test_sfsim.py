@@ -25,14 +25,14 @@ from simple_salesforce.exceptions import (
 )
 from simple_salesforce.util import Usage
 
-from tally.sfsim import Faults, SalesforceStore, generate_credentials, read_credentials, start_in_thread
-from tally.sources.salesforce_auth import (
+from tally.sources.salesforce.auth import (
     SalesforceAuthError,
     VerifyingSession,
     connect,
     login,
     login_client_credentials,
 )
+from tally_local.sfsim import Faults, SalesforceStore, generate_credentials, read_credentials, start_in_thread
 
 pytestmark = pytest.mark.integration
 
@@ -414,7 +414,7 @@ def test_cli_serves_generates_its_files_and_never_logs_secrets(tmp_path):
     files = {name: tmp_path / name for name in ("sf.db", "cert.pem", "key.pem", "creds.json", "faults.json")}
     SalesforceStore(files["sf.db"]).upsert("User", [{"Id": "005SIM000000000001", "SystemModstamp": T0}])
     files["faults.json"].write_text(Faults(api_usage=100, api_daily_max=5000).to_json())
-    cmd = [sys.executable, "-m", "tally.sfsim", "--port", str(port), "--page-size", "300"]
+    cmd = [sys.executable, "-m", "tally_local.sfsim", "--port", str(port), "--page-size", "300"]
     for flag, name in (
         ("--db", "sf.db"),
         ("--cert", "cert.pem"),

@@ -21,8 +21,8 @@ from simple_salesforce.exceptions import (
     SalesforceRefusedRequest,
 )
 
-from tally.sfsim import Faults, SalesforceStore, generate_credentials, scenarios, start_in_thread
-from tally.sources.salesforce_auth import connect
+from tally.sources.salesforce.auth import connect
+from tally_local.sfsim import Faults, SalesforceStore, generate_credentials, scenarios, start_in_thread
 
 pytestmark = pytest.mark.integration
 

@@ -20,8 +20,15 @@ from simple_salesforce.exceptions import (
 )
 from simple_salesforce.util import Usage
 
-from tally.sfsim import Credentials, Faults, SalesforceStore, generate_credentials, scenarios, start_in_thread
-from tally.sources.salesforce_auth import VerifyingSession, connect
+from tally.sources.salesforce.auth import VerifyingSession, connect
+from tally_local.sfsim import (
+    Credentials,
+    Faults,
+    SalesforceStore,
+    generate_credentials,
+    scenarios,
+    start_in_thread,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -179,7 +186,7 @@ def test_5xx_burst_then_recovery(sim, sf, status, code):
 def test_connection_reset_then_recovery(sim, sf, caplog):
     sim.server.set_faults(Faults(reset_after=1, reset_count=2))
     ping(sf)
-    with caplog.at_level("INFO", logger="tally.sfsim"):
+    with caplog.at_level("INFO", logger="tally_local.sfsim"):
         for _ in range(2):
             with pytest.raises(requests.ConnectionError):
                 ping(sf)
@@ -192,7 +199,7 @@ def test_every_faulted_response_is_logged_once(sim, sf, caplog):
     sim.server.set_faults(
         Faults(errors_5xx_after=0, errors_5xx_count=1, rate_limit_after=1, rate_limit_calls=1)
     )
-    with caplog.at_level("INFO", logger="tally.sfsim"):
+    with caplog.at_level("INFO", logger="tally_local.sfsim"):
         with pytest.raises(SalesforceGeneralError):
             ping(sf)
         with pytest.raises(SalesforceRefusedRequest):

@@ -12,9 +12,13 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pytest
 
-from tally import catalog, pipeline, sfid
-from tally.checksum import checksum
+from tally import catalog, sfid
+from tally.contract import CURATED
+from tally.core.errors import DataProblem
+from tally.core.resources import Resources
+from tally.gates.curated import expected_curated_keys, gate_curated
 from tally.lake import MANIFEST, Lake, schema_fingerprint
+from tally.lake.checksum import checksum
 
 pytestmark = pytest.mark.integration
 
@@ -274,19 +278,19 @@ def test_a_job_whose_input_is_not_committed_fails_clearly(spark, tmp_path, capsy
 
 def test_the_curated_gate_agrees_and_catches_counts_that_do_not_add_up(world, warehouse_conn):
     lake, _ = world
-    res = pipeline.Resources(lake=lake, warehouse=warehouse_conn)
-    expected = pipeline.expected_curated_keys(lake, w.RUN_DS)
+    res = Resources(lake=lake, warehouse=warehouse_conn)
+    expected = expected_curated_keys(lake, w.RUN_DS)
     assert {k: len(v) for k, v in expected.items()} == {k: len(v) for k, v in w.expected().items()}
-    results = pipeline.gate_curated(res, w.RUN_DS)
-    assert all(r["success"] for r in results) and len(results) == 2 * len(pipeline.CURATED)
+    results = gate_curated(res, w.RUN_DS)
+    assert all(r["success"] for r in results) and len(results) == 2 * len(CURATED)
 
     path = "curated/conformed_customers"
     manifest = lake.read_manifest(path, w.RUN_DS)
     tampered = {**manifest, "resolution_counts": {**manifest["resolution_counts"], "exact": 1}}
     lake.write_manifest(path, w.RUN_DS, tampered)
     try:
-        with pytest.raises(pipeline.DataProblem, match="manifest_resolution_counts_add_up observed 8 expected 9"):
-            pipeline.gate_curated(res, w.RUN_DS)
+        with pytest.raises(DataProblem, match="manifest_resolution_counts_add_up observed 8 expected 9"):
+            gate_curated(res, w.RUN_DS)
     finally:
         lake.write_manifest(path, w.RUN_DS, manifest)
     import psycopg
@@ -296,3 +300,21 @@ def test_the_curated_gate_agrees_and_catches_counts_that_do_not_add_up(world, wa
                                "AND hop = 'curated'", (w.RUN_DS,)).fetchone()[0]
     details = details if isinstance(details, dict) else json.loads(details)
     assert details["link_counts"] == {"opportunity_ref": 4, "unlinked": 3}
+
+
+def test_a_job_killed_before_its_manifests_leaves_the_previous_versions_whole(spark, tmp_path, monkeypatch):
+    """Curated from Spark: a re-run whose files are written but whose manifests are not leaves
+    both outputs of opportunity_enrichment at their previous version, whole."""
+    from support.lake_faults import Killed, assert_previous_version_whole, kill_before_manifest, snapshot
+
+    root = tmp_path / "lake"
+    lake = w.build_lake(root)
+    for job in ("conformed_customers", "opportunity_enrichment"):
+        w.load_job(job).run(spark, str(root), w.RUN_DS)
+    outputs = ("opportunities", "order_links")
+    before = {name: snapshot(lake, f"curated/{name}", w.RUN_DS) for name in outputs}
+    kill_before_manifest(monkeypatch, "curated/opportunities")  # the first of the two commits
+    with pytest.raises(Killed):
+        w.load_job("opportunity_enrichment").run(spark, str(root), w.RUN_DS)
+    for name in outputs:
+        assert_previous_version_whole(lake, f"curated/{name}", w.RUN_DS, before[name], KEYS[name])

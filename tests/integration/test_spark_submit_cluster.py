@@ -1,6 +1,8 @@
 """The jobs run under spark-submit as the DAG runs them: locally (``local[2]``) and on a Spark
 standalone cluster (a master and a worker started with ``spark-class`` from the pyspark
-install), with the same outputs as an in-process run."""
+install), with the same outputs as an in-process run. The jobs' library (curated_lib, the Tally
+modules they import) comes only from ``--py-files``: spark-submit runs from another folder, with
+PYTHONSAFEPATH so the job's own folder is not on its path."""
 
 from __future__ import annotations
 
@@ -11,14 +13,19 @@ import curated_world as w
 import pytest
 
 from tally.lake import Lake
-from tally.spark_session import StandaloneCluster, spark_env, submit_command
+from tally.spark_submit import spark_env, submit_command
+from tally_local.spark_cluster import StandaloneCluster
 
 pytestmark = pytest.mark.integration
 
 def submit(job: str, lake_root, master: str, conf: dict | None = None) -> dict:
     cmd = submit_command(job, ["--lake", str(lake_root), "--ds", w.RUN_DS, "--reporting-currency", "USD"],
                          master=master, conf=conf)
-    proc = subprocess.run(cmd, env=spark_env(), capture_output=True, text=True, timeout=480, cwd=w.REPO)
+    assert cmd[cmd.index("--py-files") + 1].endswith(".zip")
+    env = spark_env()
+    env["PYTHONSAFEPATH"] = "1"  # not the script's folder: curated_lib only from the zip
+    env.pop("PYTHONPATH", None)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=480, cwd=lake_root.parent)
     assert proc.returncode == 0, proc.stderr[-4000:]
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
     assert len(lines) == 1, proc.stdout  # one JSON summary line, nothing else on stdout

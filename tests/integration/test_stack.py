@@ -19,11 +19,19 @@ def test_every_service_is_healthy_and_up_twice_is_harmless(stack):
 
 
 def test_state_files_hold_secrets_privately(stack):
-    for name in ("stack.json", "env.sh"):
+    for name in ("stack.json", "env.sh", "profile.json"):
         mode = stat.S_IMODE(os.stat(stack.home / name).st_mode)
         assert mode == 0o600, name
     env = (stack.home / "env.sh").read_text()
     assert "AIRFLOW_CONN_TALLY_WAREHOUSE" in env and "AIRFLOW__CORE__EXECUTOR='LocalExecutor'" in env
+
+
+def test_the_profile_is_the_stack_as_the_product_reads_it(stack):
+    from tally.core import profile
+
+    read = profile.load(profile.profile_path(stack.home))
+    assert read == stack.profile()
+    assert read.resources().warehouse == stack.postgres("warehouse")
 
 
 def test_cli_status_reports_the_stack(stack):

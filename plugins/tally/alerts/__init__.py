@@ -6,12 +6,10 @@ Modules (core: none imports Airflow):
 - :mod:`tally.alerts.model`: :class:`~tally.alerts.model.Alert`, built from gate results or a
   task's error (what failed, where, observed vs expected, sample keys, links).
 - :mod:`tally.alerts.config`: plain channel settings, from the environment; the Airflow adapter
-  fills them from Connections instead.
+  (``tally.airflow.connections.alert_config``) fills them from Connections instead.
 - :mod:`tally.alerts.channels`: the Slack, webhook and SMTP senders and their payloads.
 - :mod:`tally.alerts.store`: the ``ops.alerts`` table: dedupe, delivery status, acknowledgement.
 - :mod:`tally.alerts.dispatch`: :func:`~tally.alerts.dispatch.raise_alert` ties them together.
-- :mod:`tally.alerts.callback`: the ``on_failure_callback`` DAG files import; cheap to import
-  at parse time (nothing is loaded until a task fails).
 
-This package imports nothing at its top level, so importing ``tally.alerts.callback`` stays cheap.
+The ``on_failure_callback`` DAG files import is ``tally.airflow.callback.alert_on_failure``.
 """

@@ -1,7 +1,7 @@
 """Channel settings for alerts: plain objects, read from the environment by :func:`from_env`.
 
 Every channel is optional; with none configured an alert is still recorded in ``ops.alerts``.
-In Airflow, ``tally.airflow_adapter.alert_config`` fills the channels from the Connections
+In Airflow, ``tally.airflow.connections.alert_config`` fills the channels from the Connections
 ``tally_alert_slack``, ``tally_alert_webhook`` and ``tally_alert_smtp`` instead.
 
 Webhook URLs are secrets (whoever has one can post to the channel): they are never logged or
@@ -90,7 +90,7 @@ class AlertConfig:
 
 
 def default_data_docs_url() -> str:
-    from tally.config import tally_home
+    from tally.core.paths import tally_home
 
     return (tally_home() / "data_docs" / "index.html").as_uri()
 

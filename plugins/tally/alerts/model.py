@@ -135,7 +135,7 @@ def gate_alert(
 ) -> Alert:
     """An alert for a gate's verdict: ``results`` are ``GateResult``s (or their ``to_dict()``);
     only the failed ones are reported. ``gate`` (the dedupe key) defaults to ``task_id``."""
-    from tally.quality.gate import describe_failure
+    from tally.quality.result import describe_failure
 
     failed = [r for r in map(_result_dict, results) if not r.get("success")]
     if not failed:
@@ -251,11 +251,11 @@ def failure_alerts(
 
 def gate_results_of(exc: BaseException | None) -> list[Any]:
     """The failed gate results carried by ``exc`` or any exception in its cause chain
-    (``DataProblem.results``, ``QualityGateFailed.result``)."""
+    (``DataProblem.results``)."""
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        results = getattr(exc, "results", None) or ([exc.result] if hasattr(exc, "result") else [])
+        results = getattr(exc, "results", None) or []
         failed = [r for r in results if _looks_like_result(r) and not _result_dict(r).get("success")]
         if failed:
             return failed
@@ -306,7 +306,7 @@ def _result_dict(r: Any) -> dict:
 
 
 def _result_summary(r: dict) -> str:
-    from tally.quality.gate import describe_failure
+    from tally.quality.result import describe_failure
 
     evaluated, failed = int(r.get("evaluated") or 0), int(r.get("failed") or 0)
     head = f"{r['suite']}: {evaluated - failed}/{evaluated} passed"

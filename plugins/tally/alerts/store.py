@@ -16,7 +16,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from tally.alerts.model import Alert
-from tally.pgutil import ensure_ddl
+from tally.core.pgutil import ensure_ddl
 
 DDL = """
 CREATE SCHEMA IF NOT EXISTS ops;

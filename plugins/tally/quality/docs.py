@@ -59,7 +59,7 @@ def docs_dir() -> Path:
     env = os.environ.get(ENV_DIR)
     if env:
         return Path(env).resolve()
-    from tally.config import tally_home
+    from tally.core.paths import tally_home
 
     return tally_home() / "data_docs"
 
@@ -117,7 +117,7 @@ def render_index(catalog: dict) -> str:
 
 def warm_up(result: Any, suite: Any) -> None:
     """Render a validation page, a suite page and an index in memory (nothing written): compiles
-    GX's templates, so processes forked afterwards render at once (see ``tally.quality.preload``)."""
+    GX's templates, so processes forked afterwards render at once (see ``tally.airflow.preload``)."""
     render_validation(result)
     render_suite(suite)
     entry = {"expectation_suite_name": "s.t", "filepath": "v.html", "run_name": "r", "batch_identifier": "b",

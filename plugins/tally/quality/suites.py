@@ -1,4 +1,4 @@
-"""Expectation suites: versioned JSON files in ``<repo>/expectations/``, one per dataset and hop.
+"""Expectation suites: versioned JSON files in ``expectations/`` (``tally.core.paths``), one per dataset and hop.
 
 A suite file is named ``<hop>.<dataset>.json`` (``raw.salesforce.Opportunity.json``,
 ``mart.mart_rep_performance.json``) and holds Great Expectations 1.x's own suite JSON::
@@ -15,16 +15,15 @@ import GX (which takes ~9 s to import).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tally.core.paths import expectations_dir
+
 if TYPE_CHECKING:
     from great_expectations.core import ExpectationSuite
 
-ENV_DIR = "TALLY_EXPECTATIONS_DIR"
-DEFAULT_DIR = Path(__file__).resolve().parents[3] / "expectations"
 HOPS = ("raw", "curated", "warehouse", "mart")
 
 # kwargs naming the columns an expectation reads
@@ -37,11 +36,11 @@ class SuiteError(ValueError):
 
 
 def suites_dir(override: Path | str | None = None) -> Path:
-    """The suites directory: ``override``, else ``$TALLY_EXPECTATIONS_DIR``, else ``<repo>/expectations``."""
+    """The suites directory: ``override``, else ``tally.core.paths.expectations_dir()``
+    (``$TALLY_EXPECTATIONS_DIR``, else ``<project>/expectations``)."""
     if override is not None:
         return Path(override)
-    env = os.environ.get(ENV_DIR)
-    return Path(env) if env else DEFAULT_DIR
+    return expectations_dir()
 
 
 def suite_path(name: str, directory: Path | str | None = None) -> Path:

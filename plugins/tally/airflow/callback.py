@@ -1,0 +1,79 @@
+"""The ``on_failure_callback`` of Tally's DAGs: cheap to import when a DAG file is parsed.
+
+    from tally.airflow.callback import alert_on_failure
+
+    @dag(..., default_args={..., "on_failure_callback": alert_on_failure})
+
+Airflow runs a task's failure callback in the task's process once the task has failed for good:
+after its last retry, or at once for ``AirflowFailException`` (a data problem). Retries run
+``on_retry_callback`` instead, so a flaky extract that recovers pages nobody. This module imports
+nothing heavy at the top: the work (Connections, the warehouse, the channels) is loaded only when
+a task fails, by :func:`raise_failure_alert`. Whatever goes wrong while alerting is logged and
+swallowed: the task's own failure is what Airflow must record.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+log = logging.getLogger("tally.alerts")
+
+
+def alert_on_failure(context: Any) -> None:
+    """Raise (at most once per DAG, ds and gate or task) the on-call alert for a failed task."""
+    try:
+        raise_failure_alert(context)
+    except Exception:
+        log.exception("could not raise the on-call alert; the task's own failure stands")
+
+
+def _context_ds(context: Any) -> str:
+    from datetime import UTC, datetime
+
+    from tally.airflow.tasks import ds_of
+
+    for key in ("data_interval_start", "logical_date"):  # the DAGs' ds is the interval's start date
+        value = context.get(key)
+        if value is not None:
+            return ds_of(value)
+    if context.get("ds"):
+        return str(context["ds"])
+    run_after = getattr(context.get("dag_run"), "run_after", None)
+    return ds_of(run_after or datetime.now(UTC))
+
+
+def raise_failure_alert(context: Any, config=None, warehouse_conninfo: str | None = None):
+    """The work behind :func:`alert_on_failure`: build the alert from a failed task's context (a
+    gate alert when ``context["exception"]`` was raised from a ``DataProblem`` carrying gate
+    results, else a task alert with the error) and raise it once per (dag, ds, gate or task); the
+    raw gate raises one per failed dataset (``tally.alerts.model.failure_alerts``). Returns the
+    ``tally.alerts.dispatch.Outcome``s."""
+    from tally.airflow.connections import WAREHOUSE_CONN, alert_config, postgres
+    from tally.alerts.dispatch import raise_alert
+    from tally.alerts.model import failure_alerts
+
+    config = config or alert_config()
+    ti = context.get("ti") or context.get("task_instance")
+    dag = context.get("dag")
+    dag_id = getattr(ti, "dag_id", None) or getattr(dag, "dag_id", None) or "unknown"
+    task_id = getattr(ti, "task_id", None) or getattr(context.get("task"), "task_id", None) or "unknown"
+    try:
+        log_url = getattr(ti, "log_url", None)
+    except Exception:  # the property reads Airflow's config
+        log_url = None
+    secrets = list(config.secrets())
+    if warehouse_conninfo is None:
+        try:
+            warehouse = postgres(WAREHOUSE_CONN)
+            warehouse_conninfo = warehouse.conninfo()
+            secrets.append(warehouse.password)
+        except Exception:  # no warehouse Connection: raise_alert sends without recording
+            warehouse_conninfo = None
+    alerts = failure_alerts(
+        dag_id, _context_ds(context), task_id, context.get("exception"),
+        run_id=context.get("run_id") or getattr(ti, "run_id", None), try_number=getattr(ti, "try_number", None),
+        log_url=log_url, data_docs_url=config.data_docs_url, runbook_url=config.runbook_url,
+        secrets=[s for s in secrets if s],
+    )
+    return [raise_alert(alert, config, warehouse_conninfo) for alert in alerts]

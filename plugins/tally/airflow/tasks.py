@@ -1,0 +1,141 @@
+"""One function per DAG task: resources from the Connections, the core function called by
+reference, data problems turned into ``AirflowFailException`` (failed at once, no retries).
+
+The DAG files import this module inside their task bodies only (never at parse time).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any, TypeVar
+
+from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
+
+from tally import contract
+from tally.airflow.connections import alert_config, kafka_bootstrap, resources
+from tally.core.errors import DataProblem
+from tally.gates import curated as curated_gate
+from tally.gates import mart as mart_gate
+from tally.gates import raw as raw_gate
+from tally.gates import warehouse as warehouse_gate
+from tally.load import stage as load_stage
+from tally.reconcile import full as reconcile_full
+from tally.stages import dbt as dbt_stage
+from tally.stages import extract as extract_stage
+
+T = TypeVar("T")
+log = logging.getLogger("tally.events")
+
+
+def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call a core function; data problems fail the task at once (no retries)."""
+    try:
+        return fn(*args, **kwargs)
+    except DataProblem as exc:
+        raise AirflowFailException(str(exc)) from exc
+
+
+def ds_of(interval_start: datetime) -> str:
+    """A run's ds: the date of its data interval's start (UTC), ``YYYY-MM-DD``."""
+    return interval_start.strftime("%Y-%m-%d")
+
+
+# -- tally_daily --------------------------------------------------------------------------------------
+def extract(dataset_id: str, ds: str, start: datetime, end: datetime, run_id: str | None) -> dict:
+    source = dataset_id.split(".")[0]
+    return run(extract_stage.extract, resources(run_id, need=(source,)), dataset_id, ds, start, end)
+
+
+def gate_raw(ds: str, dataset_ids: Iterable[str], run_id: str | None) -> list[dict]:
+    return run(raw_gate.gate_raw, resources(run_id), ds, list(dataset_ids))
+
+
+def drain_events(run_id: str | None, topic: str = contract.EVENTS_TOPIC, group_id: str = contract.EVENTS_GROUP,
+                 batch_size: int = 20_000) -> dict:
+    """Land what the topic holds now into the lake and the ledger (the daily DAG, before the
+    engagement job); without a ``tally_kafka`` Connection or the topic there is nothing to do."""
+    import psycopg
+
+    from tally.sources.kafka import KafkaSource
+
+    try:
+        bootstrap = kafka_bootstrap()
+    except AirflowNotFoundException:
+        return {"topic": topic, "skipped": "no tally_kafka connection"}
+    source = KafkaSource(bootstrap, topic, group_id, batch_size=batch_size)
+    if not source.topic_exists():
+        return {"topic": topic, "skipped": "topic does not exist"}
+    res = resources(run_id)
+    report = source.land(res.lake)
+    with psycopg.connect(res.warehouse.conninfo(), autocommit=True) as conn:
+        source.record_ledger(conn, res.lake, report)
+    return {k: report[k] for k in ("topic", "messages", "landed", "quarantined")}
+
+
+def gate_curated(ds: str, run_id: str | None) -> list[dict]:
+    return run(curated_gate.gate_curated, resources(run_id), ds)
+
+
+def load(ds: str, run_id: str | None) -> list[dict]:
+    return run(load_stage.load, resources(run_id), ds)
+
+
+def gate_warehouse(ds: str, run_id: str | None) -> list[dict]:
+    return run(warehouse_gate.gate_warehouse, resources(run_id), ds)
+
+
+def dbt_build(ds: str, run_id: str | None) -> None:
+    run(dbt_stage.dbt_build, resources(run_id), ds)
+
+
+def gate_mart(ds: str, run_id: str | None) -> list[dict]:
+    return run(mart_gate.gate_mart, resources(run_id), ds)
+
+
+# -- tally_events -------------------------------------------------------------------------------------
+def land_events(run_id: str | None, max_messages: int, batch_size: int, topic: str = contract.EVENTS_TOPIC,
+                group_id: str = contract.EVENTS_GROUP) -> dict:
+    """Land the topic from the group's committed offsets (at most ``max_messages``); the report."""
+    from tally.sources.kafka import KafkaSource
+    from tally.sources.kafka.landing import format_lag
+
+    source = KafkaSource(kafka_bootstrap(), topic, group_id, batch_size=batch_size)
+    report = source.land(resources(run_id).lake, max_messages=max_messages)
+    log.info("%s: %d messages, %d landed, %d quarantined %s; ds %s", topic, report["messages"],
+             report["landed"], report["quarantined"], report["reasons"], sorted(report["ds"]))
+    log.info("%s", format_lag(report))
+    return report
+
+
+def record_events_ledger(report: dict, run_id: str | None, quarantine_limit: float) -> list[str]:
+    """The ledger's rows for every ds a landing touched; fails (no retry) when more than
+    ``quarantine_limit`` of its messages were quarantined. The ds recorded."""
+    import psycopg
+
+    from tally.sources.kafka.landing import format_lag, record_ledger
+
+    res = resources(run_id)
+    with psycopg.connect(res.warehouse.conninfo(), autocommit=True) as conn:
+        entries = record_ledger(conn, res.lake, report)
+    log.info("ledger: %s; %s", [(e.ds, e.row_count) for e in entries], format_lag(report))
+
+    def check() -> None:
+        if report["messages"] and report["quarantined"] / report["messages"] > quarantine_limit:
+            raise DataProblem(f"{report['topic']}: {report['quarantined']} of {report['messages']} messages "
+                              f"quarantined ({report['reasons']}); see quarantine/kafka/activity/")
+
+    run(check)
+    return [e.ds for e in entries]
+
+
+# -- tally_reconcile ----------------------------------------------------------------------------------
+def reconcile_table(dataset_id: str, run_id: str | None) -> dict:
+    return run(reconcile_full.table, resources(run_id, need=("erp",)), dataset_id)
+
+
+def reconcile_check(ds: str, reports: list[dict], run_id: str | None, dag_id: str, task_id: str) -> dict:
+    """Record and alert (through the ``tally_alert_*`` Connections) what the tables' runs found."""
+    return run(reconcile_full.check, resources(run_id, need=("erp",)), ds, reports, dag_id=dag_id, task_id=task_id,
+               alert_config=alert_config())

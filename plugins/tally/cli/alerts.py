@@ -1,0 +1,130 @@
+"""`tally alerts`: on-call alerts recorded in ops.alerts (see docs/runbook.md): list, show, ack."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from tally.cli import common
+from tally.cli.common import console
+
+alerts_app = typer.Typer(help="On-call alerts recorded in ops.alerts: list (default), show, ack.",
+                         invoke_without_command=True)
+DsnOption = Annotated[str | None, typer.Option(
+    "--dsn", envvar="TALLY_WAREHOUSE_DSN", show_default=False,
+    help="Warehouse holding ops.alerts (libpq conninfo or URI); default: the profile's.")]
+
+
+def _alerts_conn(dsn: str | None):
+    import psycopg
+
+    return psycopg.connect(dsn or common.require_profile().warehouse.conninfo())
+
+
+@alerts_app.callback()
+def alerts_main(ctx: typer.Context) -> None:
+    """With no sub-command: list the open alerts."""
+    if ctx.invoked_subcommand is None:
+        import os
+
+        alerts_list(all_=False, ds=None, limit=50, dsn=os.environ.get("TALLY_WAREHOUSE_DSN"))
+
+
+@alerts_app.command("list")
+def alerts_list(
+    all_: Annotated[bool, typer.Option("--all", help="Include acknowledged alerts.")] = False,
+    ds: Annotated[str | None, typer.Option(help="Only this logical date (YYYY-MM-DD).")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+    dsn: DsnOption = None,
+) -> None:
+    """List open alerts (newest first): what failed, where, and whether each channel got it."""
+    from rich.markup import escape
+
+    from tally.alerts import store
+
+    with _alerts_conn(dsn) as conn:
+        rows = store.list_alerts(conn, include_acknowledged=all_, ds=ds, limit=limit)
+    if not rows:
+        console.print("no open alerts" if not all_ else "no alerts")
+        return
+    table = Table(title="Alerts" if all_ else "Open alerts", title_justify="left")
+    for col in ("id", "raised (UTC)", "dag", "ds", "gate / task", "what", "seen", "delivery", "ack"):
+        table.add_column(col, justify="right" if col in ("id", "seen") else "left")
+    for r in rows:
+        ack = f"[green]{escape(r['acknowledged_by'] or '')}[/green]" if r["acknowledged_at"] else "[red]open[/red]"
+        table.add_row(str(r["id"]), _utc(r["created_at"]), escape(r["dag_id"]), r["ds"],
+                      escape(r["gate"]), escape(_clip(r["summary"], 90)), str(r["occurrences"]),
+                      _delivery_cell(r["delivery"]), ack)
+    console.print(table)
+    console.print("details: [bold]tally alerts show ID[/bold]   acknowledge: [bold]tally alerts ack ID --note ...[/bold]")
+
+
+@alerts_app.command("show")
+def alerts_show(alert_id: Annotated[int, typer.Argument(metavar="ID")], dsn: DsnOption = None) -> None:
+    """Print one alert as it was sent, with its delivery status and acknowledgement."""
+    from tally.alerts import store
+    from tally.alerts.model import Alert
+
+    with _alerts_conn(dsn) as conn:
+        row = store.get(conn, alert_id)
+    if row is None:
+        console.print(f"[red]no alert {alert_id}[/red]")
+        raise typer.Exit(1)
+    fields = set(Alert.__dataclass_fields__)
+    alert = Alert(**{k: v for k, v in row["payload"].items() if k in fields})
+    console.print(alert.text(), markup=False, highlight=False)
+    for channel, d in row["delivery"].items():
+        console.print(f"{channel}: {d.get('status')} {d.get('error') or d.get('detail') or ''} {d.get('at', '')}",
+                      markup=False, highlight=False)
+    console.print(f"seen {row['occurrences']} time(s), last {_utc(row['last_seen_at'])} UTC")
+    if row["acknowledged_at"]:
+        console.print(f"acknowledged by {row['acknowledged_by']} at {_utc(row['acknowledged_at'])} UTC"
+                      + (f": {row['note']}" if row["note"] else ""), markup=False, highlight=False)
+
+
+@alerts_app.command("ack")
+def alerts_ack(
+    alert_id: Annotated[int, typer.Argument(metavar="ID")],
+    by: Annotated[str | None, typer.Option(help="Who handles it; default: your user name.")] = None,
+    note: Annotated[str | None, typer.Option(help="What you found or did.")] = None,
+    dsn: DsnOption = None,
+) -> None:
+    """Acknowledge an alert: it leaves the open list; who and the note are kept."""
+    import getpass
+
+    from tally.alerts import store
+
+    by = by or getpass.getuser()
+    with _alerts_conn(dsn) as conn:
+        status, row = store.acknowledge(conn, alert_id, by, note)
+    if status == "missing":
+        console.print(f"[red]no alert {alert_id}[/red]")
+        raise typer.Exit(1)
+    if status == "already":
+        console.print(f"alert {alert_id} was already acknowledged by {row['acknowledged_by']} at "
+                      f"{_utc(row['acknowledged_at'])} UTC (kept)", markup=False)
+        return
+    console.print(f"acknowledged alert {alert_id} ({row['gate']}, ds={row['ds']}) as {by}", markup=False)
+
+
+def _delivery_cell(delivery: dict) -> str:
+    if not delivery:
+        return "[dim]ops.alerts only[/dim]"
+    marks = {"sent": "[green]sent[/green]", "failed": "[red]FAILED[/red]", "pending": "[yellow]pending[/yellow]"}
+    return "\n".join(f"{c} {marks.get(d.get('status'), d.get('status'))}" for c, d in delivery.items())
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(alerts_app, name="alerts")

@@ -1,0 +1,135 @@
+"""`tally run`: trigger tally_daily for one ds through Airflow's REST API, watch it, summarise."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.live import Live
+from rich.table import Table
+
+from tally.cli import common
+from tally.cli.common import console
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tally.core.config import PostgresConn
+    from tally.core.profile import Profile
+
+DAG_ID = "tally_daily"
+ANALYST_QUERY = "table marts.mart_rep_performance"
+STATE_STYLE = {"success": "green", "failed": "red", "upstream_failed": "red", "running": "yellow",
+               "queued": "cyan", "scheduled": "cyan", "up_for_retry": "magenta", "skipped": "dim"}
+
+
+def airflow_client(profile: Profile):
+    from tally.cli.airflow_api import AirflowClient
+
+    if profile.airflow is None:
+        console.print("[red]The profile names no Airflow API[/red] (its \"airflow\" entry).")
+        raise typer.Exit(1)
+    return AirflowClient(profile.airflow.url, profile.airflow.user, profile.airflow.password)
+
+
+def trigger_and_watch(profile: Profile, ds: str, timeout: float = 1800) -> dict:
+    """Trigger tally_daily for ds through the scheduler and show live progress; returns the run."""
+    from tally.core.resources import ds_interval
+
+    client = airflow_client(profile)
+    with console.status("waiting for the dag-processor to parse tally_daily"):
+        client.wait_for_dag(DAG_ID)
+    client.unpause(DAG_ID)
+    start, end = ds_interval(ds)
+    run_id = client.start_run(DAG_ID, start, end, run_id=f"tally__{ds}__{int(time.time())}")
+    deadline = time.monotonic() + timeout
+    began = time.monotonic()
+    with Live(console=console, refresh_per_second=2) as live:
+        while True:
+            run = client.run(DAG_ID, run_id)
+            tasks = client.tasks(DAG_ID, run_id)
+            live.update(_progress_table(ds, run, tasks, time.monotonic() - began))
+            if run["state"] in ("success", "failed") or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+    if run["state"] != "success":
+        failed = [t for t in tasks if t.state in ("failed", "upstream_failed")]
+        for t in failed[:2]:
+            if t.state == "failed":
+                log = client.task_log(DAG_ID, run_id, t.task_id, max(t.try_number, 1))
+                console.print(f"[red]--- {t.task_id} log (tail) ---[/red]\n" + "\n".join(log.splitlines()[-40:]))
+    return run
+
+
+def _progress_table(ds: str, run: dict, tasks, elapsed: float) -> Table:
+    done = sum(1 for t in tasks if t.state in ("success", "skipped"))
+    table = Table(title=f"tally_daily ds={ds}: {run['state']}  {done}/{len(tasks)} tasks  {elapsed:.0f}s",
+                  title_justify="left")
+    table.add_column("task")
+    table.add_column("state")
+    table.add_column("seconds", justify="right")
+    for t in sorted(tasks, key=lambda t: t.task_id):
+        style = STATE_STYLE.get(t.state or "", "dim")
+        table.add_row(t.task_id, f"[{style}]{t.state or 'none'}[/{style}]",
+                      f"{t.duration:.1f}" if t.duration else "")
+    return table
+
+
+def run_cmd(ds: Annotated[str | None, typer.Option(help="Logical date YYYY-MM-DD; default: last seeded day.")] = None) -> None:
+    """Run tally_daily for one ds through the Airflow scheduler, then print the summary."""
+    profile = common.require_profile()
+    ds = ds or profile.default_ds()
+    run = trigger_and_watch(profile, ds)
+    summary(profile, ds)
+    raise typer.Exit(0 if run["state"] == "success" else 1)
+
+
+def _write_pgpass(conn: PostgresConn) -> Path:
+    """``$TALLY_HOME/pgpass`` (owner-only) so analysts can paste a psql command with no password in it."""
+    import os
+
+    from tally.core.paths import tally_home
+
+    path = tally_home() / "pgpass"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"{conn.host}:{conn.port}:*:{conn.user}:{conn.password}\n")
+    return path
+
+
+def summary(profile: Profile, ds: str) -> None:
+    import psycopg
+
+    from tally import ledger
+    from tally.ledger import validation_log
+    from tally.reconcile.report import divergences, flow_table, gates_table
+
+    wh = profile.warehouse
+    with psycopg.connect(wh.conninfo()) as conn:
+        flow = ledger.flow(conn, ds)
+        gates = validation_log.latest(conn, ds)
+        exists = conn.execute("SELECT to_regclass('marts.mart_rep_performance')").fetchone()[0]
+        mart_rows = conn.execute(
+            "SELECT count(*) FROM marts.mart_rep_performance WHERE ds = %s", (ds,)
+        ).fetchone()[0] if exists else 0
+    console.print(flow_table(flow, ds))
+    console.print(gates_table(gates))
+    for line in divergences(flow):
+        console.print(f"[red]{line}[/red]")
+    console.print(f"\n[bold]mart_rep_performance[/bold]: {mart_rows:,} rows for ds={ds}")
+    pgpass = _write_pgpass(wh)
+    if profile.airflow:
+        af = profile.airflow
+        console.print(f"Airflow UI: [link={af.url}]{af.url}[/link]  login: {af.user}"
+                      + (f", password in {af.password_file}" if af.password_file else ""))
+    psql = " ".join([f"PGPASSFILE={pgpass}", "psql", "-h", wh.host, "-p", str(wh.port), "-U", wh.user, wh.dbname,
+                     "-c", f"'{ANALYST_QUERY}'"])
+    console.print(f"Analysts, paste:\n  [bold]{psql}[/bold]")
+    console.print("The stack keeps running: [bold]make down[/bold] (or `tally down`) stops it; "
+                  "delete .tally/ to reset.")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run_cmd)

@@ -1,0 +1,1 @@
+"""What every part of Tally shares: errors, resources of a run, configuration, Postgres helpers."""

@@ -1,0 +1,39 @@
+"""What every gate shares: storing its results and raising for the failed ones, and its SQL files."""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+
+import psycopg
+
+from tally.core.errors import DataProblem
+from tally.core.resources import Resources
+from tally.ledger import validation_log
+
+
+def store_and_raise(res: Resources, ds: str, results: list, conn: psycopg.Connection | None = None) -> list[dict]:
+    """Store every result (committed, on ``conn`` if given), then raise one ``DataProblem`` for the failed ones."""
+    if conn is None:
+        with psycopg.connect(res.warehouse.conninfo()) as own:
+            return store_and_raise(res, ds, results, own)
+    for r in results:
+        validation_log.store(conn, ds, r, res.run_id)
+    conn.commit()
+    failed = [r for r in results if not r.success]
+    if failed:
+        raise DataProblem("; ".join(r.summary() for r in failed), failed)
+    return [r.to_dict() for r in results]
+
+
+@functools.cache
+def sql_file(name: str) -> str:
+    """The text of ``gates/sql/<name>`` (package data)."""
+    return resources.files("tally.gates").joinpath("sql", name).read_text()
+
+
+def sql_statements(name: str) -> list[str]:
+    """The statements of ``gates/sql/<name>``, split on the ``;`` that ends a line, comments kept."""
+    parts = [p.strip() for p in sql_file(name).split(";\n")]
+    return [p.rstrip(";").strip() for p in parts if any(
+        line.strip() and not line.strip().startswith("--") for line in p.splitlines())]
