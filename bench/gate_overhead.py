@@ -51,7 +51,7 @@ AS_OF = datetime(2026, 7, 1, tzinfo=UTC)
 # -- the runner: a fresh interpreter that preloads GX and forks one child per step ----------------
 def _step(kind: str, arg: str, ds: str, spark_job: str) -> None:
     """One DAG task's work, in the (forked) child."""
-    from tally.core.resources import ds_interval
+    from tally.core.dates import ds_interval
     from tally.gates.curated import gate_curated
     from tally.gates.mart import gate_mart
     from tally.gates.raw import gate_raw

@@ -393,21 +393,12 @@ class Staged:
         return self.writer.commit(self.manifest)
 
 
-def write_curated(
-    lake: Lake,
-    frame: DataFrame,
-    name: str,
-    ds: str,
-    inputs: dict[str, list[str]],
-    extra: dict | None = None,
-    rows_per_file: int = ROWS_PER_FILE,
-    counts: dict[str, dict[str, Column]] | None = None,
-    publish: list[str] | None = None,
-    derive: Callable[[dict], dict] | None = None,
-) -> Manifest:
-    """Replace ``curated/<name>`` ds=<ds> with ``frame`` and commit it: ``stage_curated``, then
-    ``Staged.commit``. The previous version stays committed until the new manifest is written."""
-    return stage_curated(lake, frame, name, ds, inputs, extra, rows_per_file, counts, publish, derive).commit()
+def write_curated(lake: Lake, frame: DataFrame, name: str, ds: str, inputs: dict[str, list[str]], *args,
+                  **options) -> Manifest:
+    """Replace ``curated/<name>`` ds=<ds> with ``frame`` and commit it: ``stage_curated`` (same
+    arguments), then ``Staged.commit``. The previous version stays committed until the new
+    manifest is written."""
+    return stage_curated(lake, frame, name, ds, inputs, *args, **options).commit()
 
 
 def stage_curated(

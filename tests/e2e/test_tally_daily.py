@@ -92,7 +92,7 @@ def expected_revenue_totals(data: generator.SyntheticData) -> dict[str, object]:
 
 def run_dag(stack, ds: str) -> tuple[str, dict]:
     from tally.cli.airflow_api import AirflowClient
-    from tally.core.resources import ds_interval
+    from tally.core.dates import ds_interval
     from tally_local.stack.airflow import ADMIN_USER
 
     client = AirflowClient(stack.airflow_url, ADMIN_USER, stack.state["airflow"]["admin_password"])

@@ -15,7 +15,7 @@ import pytest
 from support.mariadb import fresh_mysql, mariadb  # noqa: F401  (the session's MariaDB server)
 
 from tally import catalog
-from tally.core.resources import ds_interval
+from tally.core.dates import ds_interval
 from tally.gates.raw import gate_raw
 from tally.lake.checksum import checksum
 from tally.sources.erp.dialect import MySQLConn

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from tally import catalog, sfid
-from tally.core.resources import ds_interval
+from tally.core.dates import ds_interval
 from tally.lake.checksum import PG_BYTEA_TO_BIGINT, checksum, key_hash, postgres_sql
 from tally.load.warehouse import SchemaChangeError, ensure_ops, load_partition
 from tally.sources.erp.extract import ErpOptions

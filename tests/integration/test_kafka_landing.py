@@ -11,7 +11,8 @@ import pytest
 
 from tally import contract, ledger
 from tally.sources.kafka import layout
-from tally.sources.kafka.landing import land_events, record_ledger
+from tally.sources.kafka.landing import land_events
+from tally.sources.kafka.ledger import record_ledger
 from tally_local import generator as crm
 from tally_local.events_generator import EventScale, generate_events, produce_events
 

@@ -14,8 +14,8 @@ import psycopg
 import pytest
 
 from tally import catalog, ledger
+from tally.core.dates import ds_interval
 from tally.core.errors import DataProblem
-from tally.core.resources import ds_interval
 from tally.gates.curated import gate_curated, live_keys
 from tally.gates.mart import gate_mart
 from tally.gates.raw import gate_raw

@@ -19,8 +19,9 @@ from psycopg import sql
 from tally import catalog, ledger
 from tally.alerts.config import AlertConfig
 from tally.core.config import PostgresConn
+from tally.core.dates import ds_interval
 from tally.core.errors import DataProblem
-from tally.core.resources import Resources, ds_interval
+from tally.core.resources import Resources
 from tally.gates.raw import gate_raw
 from tally.lake.checksum import checksum
 from tally.load.warehouse import load_partition, measure

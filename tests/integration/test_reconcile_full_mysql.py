@@ -9,7 +9,7 @@ import pytest
 from support.mariadb import fresh_mysql, mariadb  # noqa: F401  (the session's MariaDB server)
 
 from tally import catalog, ledger
-from tally.core.resources import ds_interval
+from tally.core.dates import ds_interval
 from tally.load.warehouse import load_partition
 from tally.reconcile.full import Options, reconcile_table
 from tally.sources.erp.extract import ErpOptions, ErpSource

@@ -99,7 +99,7 @@ def land_events(run_id: str | None, max_messages: int, batch_size: int, topic: s
                 group_id: str = contract.EVENTS_GROUP) -> dict:
     """Land the topic from the group's committed offsets (at most ``max_messages``); the report."""
     from tally.sources.kafka import KafkaSource
-    from tally.sources.kafka.landing import format_lag
+    from tally.sources.kafka.ledger import format_lag
 
     source = KafkaSource(kafka_bootstrap(), topic, group_id, batch_size=batch_size)
     report = source.land(resources(run_id).lake, max_messages=max_messages)
@@ -114,7 +114,7 @@ def record_events_ledger(report: dict, run_id: str | None, quarantine_limit: flo
     ``quarantine_limit`` of its messages were quarantined. The ds recorded."""
     import psycopg
 
-    from tally.sources.kafka.landing import format_lag, record_ledger
+    from tally.sources.kafka.ledger import format_lag, record_ledger
 
     res = resources(run_id)
     with psycopg.connect(res.warehouse.conninfo(), autocommit=True) as conn:

@@ -35,7 +35,7 @@ def airflow_client(profile: Profile):
 
 def trigger_and_watch(profile: Profile, ds: str, timeout: float = 1800) -> dict:
     """Trigger tally_daily for ds through the scheduler and show live progress; returns the run."""
-    from tally.core.resources import ds_interval
+    from tally.core.dates import ds_interval
 
     client = airflow_client(profile)
     with console.status("waiting for the dag-processor to parse tally_daily"):

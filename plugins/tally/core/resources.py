@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING
 
 from tally.core.config import PostgresConn, SalesforceConn
+from tally.core.dates import parse_ds
 
 if TYPE_CHECKING:
     import psycopg
@@ -27,16 +26,8 @@ class Resources:
 
 
 def check_ds(ds: str) -> str:
-    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", ds):
-        raise ValueError(f"ds must be YYYY-MM-DD, got {ds!r}")
-    date.fromisoformat(ds)
-    return ds
-
-
-def ds_interval(ds: str) -> tuple[datetime, datetime]:
-    """The data interval of a ds: its UTC day, ``[ds 00:00, ds+1 00:00)``."""
-    start = datetime.combine(date.fromisoformat(ds), time.min, tzinfo=UTC)
-    return start, start + timedelta(days=1)
+    """``ds`` if it is a ds (``YYYY-MM-DD``, a real date), else ``InputError`` (a ``ValueError``)."""
+    return parse_ds(ds)
 
 
 def record(res: Resources, *entries: Entry, conn: psycopg.Connection | None = None) -> None:

@@ -6,7 +6,7 @@
 - :mod:`tally.sources.kafka.source` — ``KafkaSource``: what the DAG tasks ask of the topic;
 - :func:`tally.sources.kafka.landing.land_events` — a consumer-group run that lands
   micro-batches in ``raw/kafka/<name>/`` and ``quarantine/kafka/<name>/`` and commits offsets
-  only after the lake commit; :func:`tally.sources.kafka.landing.record_ledger` writes its
+  only after the lake commit; :func:`tally.sources.kafka.ledger.record_ledger` writes its
   ``ops.ledger`` rows;
 - :mod:`tally.sources.kafka.schema` — the event contract; :mod:`tally.sources.kafka.layout` —
   where a micro-batch lands and what a stream's ds means; :mod:`tally.sources.kafka.probe` —

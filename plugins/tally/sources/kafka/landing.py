@@ -30,7 +30,6 @@ loses partitions to a rebalance, stops without committing anything it has not la
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import Counter, defaultdict
@@ -426,59 +425,3 @@ def _finish_report(report: dict, consumer, assigned: set, start: dict[int, int],
         total_before = None if before is None or total_before is None else total_before + before
     report["lag"] = total_lag
     report["lag_before"] = total_before
-
-
-# -- evidence -----------------------------------------------------------------------------
-def ds_summary(lake: Lake, topic: str, ds: str) -> dict | None:
-    """The committed raw manifest's counts for one ds (what the ledger records)."""
-    manifest = lake.read_manifest(layout.dataset_path(topic), ds)
-    if manifest is None:
-        return None
-    q = lake.read_manifest(layout.dataset_path(topic, layout.QUARANTINE_ZONE), ds) or {}
-    reasons: Counter[str] = Counter()
-    for entry in (q.get("entries") or {}).values():
-        reasons.update(entry.get("reasons", {}))
-    return {
-        "row_count": manifest["row_count"], "key_checksum": manifest["key_checksum"],
-        "quarantined": manifest["quarantined"], "messages": manifest["source_count"],
-        "offsets": manifest["watermark"]["partitions"], "files": len(manifest["files"]),
-        "reasons": dict(sorted(reasons.items())),
-    }
-
-
-def record_ledger(conn, lake: Lake, report: dict) -> list:
-    """One ``ops.ledger`` row (hop ``raw``) per ds this run touched: the ds's committed totals,
-    with offsets, quarantine and the run's lag in ``details``."""
-    from tally import ledger
-
-    topic = report["topic"]
-    out = []
-    for ds in sorted(report["ds"]):
-        summary = ds_summary(lake, topic, ds)
-        if summary is None:
-            raise LandingError(f"{topic} ds={ds} was landed but has no manifest")
-        entry = ledger.Entry(
-            ds=ds, dataset=layout.ledger_dataset(topic), hop="raw", row_count=summary["row_count"],
-            key_checksum=summary["key_checksum"],
-            details={
-                "topic": topic, "group": report["group"], "ds_semantics": DS_SEMANTICS,
-                "messages": summary["messages"], "quarantined": summary["quarantined"],
-                "quarantine_reasons": summary["reasons"], "offsets": summary["offsets"],
-                "lag": report.get("lag"), "lag_by_partition": {
-                    p: v.get("lag") for p, v in report.get("partitions", {}).items()},
-                "last_run": {"started_at": report["started_at"], **report["ds"][ds]},
-            },
-        )
-        ledger.record(conn, entry)
-        out.append(entry)
-    return out
-
-
-def format_lag(report: dict) -> str:
-    parts = ", ".join(f"p{p}: {v['lag']} (offset {v['end_offset']} of {v['highwater']})"
-                      for p, v in sorted(report.get("partitions", {}).items(), key=lambda kv: int(kv[0])))
-    return f"consumer lag {report.get('lag')} [{parts}]"
-
-
-def to_json(report: dict) -> str:
-    return json.dumps(report, sort_keys=True, default=str)

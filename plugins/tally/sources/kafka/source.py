@@ -1,6 +1,6 @@
 """``KafkaSource``: the activity events topic as a :class:`tally.sources.base.StreamSource`.
 
-What a DAG task asks of the stream, over :mod:`tally.sources.kafka.landing`: whether the topic
+What a DAG task asks of the stream, over :mod:`tally.sources.kafka.landing` and :mod:`tally.sources.kafka.ledger`: whether the topic
 exists (``topic_exists``), a landing run from the group's committed offsets (``land``) and
 the ledger rows of the ds a run touched (``record_ledger``). kafka-python is imported only when
 a run or a probe starts.
@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tally.contract import EVENTS_TOPIC
-from tally.sources.kafka import landing
+from tally.sources.kafka import landing, ledger
 from tally.sources.kafka.probe import highwaters
 
 if TYPE_CHECKING:
@@ -40,4 +40,4 @@ class KafkaSource:
                                    batch_size=self.batch_size, max_messages=max_messages)
 
     def record_ledger(self, conn: Any, lake: Lake, report: dict[str, Any]) -> list[Entry]:
-        return landing.record_ledger(conn, lake, report)
+        return ledger.record_ledger(conn, lake, report)

@@ -12,7 +12,8 @@ import pytest
 
 from tally.lake.checksum import checksum
 from tally.sources.kafka import layout
-from tally.sources.kafka.landing import Msg, ds_summary, land_batch
+from tally.sources.kafka.landing import Msg, land_batch
+from tally.sources.kafka.ledger import ds_summary
 from tally_local.events_generator import EventScale, generate_events
 
 TOPIC = "tally.activity"
