@@ -16,8 +16,10 @@ import signal
 import sys
 from pathlib import Path
 
+from tally_local.sfsim.auth import write_credentials
 from tally_local.sfsim.faults import Faults
-from tally_local.sfsim.server import MAX_BATCH_SIZE, make_server, write_credentials
+from tally_local.sfsim.rest import MAX_BATCH_SIZE
+from tally_local.sfsim.server import make_server
 from tally_local.sfsim.tls import ensure_certificate
 
 log = logging.getLogger("tally_local.sfsim")
