@@ -42,20 +42,21 @@ class PathNotConfigured(RuntimeError):
 def project_dir() -> Path | None:
     """The checkout an editable install of ``tally`` points at, from its ``direct_url.json``
     (``{"url": "file:///…", "dir_info": {"editable": true}}``); None for any other install."""
-    try:
-        text = metadata.distribution("tally").read_text("direct_url.json")
-    except metadata.PackageNotFoundError:
-        return None
-    if not text:
-        return None
-    try:
-        info = json.loads(text)
-    except ValueError:
-        return None
-    url = urlparse(info.get("url", ""))
-    if not info.get("dir_info", {}).get("editable") or url.scheme != "file":
-        return None
-    return Path(unquote(url.path))
+    # Every distribution named tally on the path, not only the first: a stray build's
+    # ``tally.egg-info`` in the working directory has no direct_url.json and must not hide the
+    # installed one's.
+    for dist in metadata.distributions(name="tally"):
+        text = dist.read_text("direct_url.json")
+        if not text:
+            continue
+        try:
+            info = json.loads(text)
+        except ValueError:
+            continue
+        url = urlparse(info.get("url", ""))
+        if info.get("dir_info", {}).get("editable") and url.scheme == "file":
+            return Path(unquote(url.path))
+    return None
 
 
 def _resolve(env: str, folder: str) -> Path:

@@ -36,7 +36,7 @@ def installed(monkeypatch):
 
     def install(direct_url: dict | None) -> None:
         text = None if direct_url is None else json.dumps(direct_url)
-        monkeypatch.setattr(paths.metadata, "distribution", lambda name: FakeDistribution(text))
+        monkeypatch.setattr(paths.metadata, "distributions", lambda name: [FakeDistribution(text)])
         paths.project_dir.cache_clear()
 
     yield install
@@ -72,17 +72,25 @@ def test_without_the_variable_anything_but_an_editable_install_is_an_error(direc
 
 
 def test_not_installed_at_all_is_the_same_error(monkeypatch):
-    def missing(name: str):
-        raise paths.metadata.PackageNotFoundError(name)
-
     monkeypatch.delenv(paths.EXPECTATIONS_ENV, raising=False)
-    monkeypatch.setattr(paths.metadata, "distribution", missing)
+    monkeypatch.setattr(paths.metadata, "distributions", lambda name: [])
     paths.project_dir.cache_clear()
     try:
         with pytest.raises(paths.PathNotConfigured, match="set TALLY_EXPECTATIONS_DIR"):
             paths.expectations_dir()
     finally:
         paths.project_dir.cache_clear()
+
+
+def test_a_stray_egg_info_does_not_hide_the_editable_install(monkeypatch, installed):
+    """A build's ``tally.egg-info`` in the working directory comes first on sys.path and has no
+    direct_url.json (it made every gate fail with "not an editable install")."""
+    monkeypatch.delenv(paths.EXPECTATIONS_ENV, raising=False)
+    editable = json.dumps({"url": "file:///src/tally", "dir_info": {"editable": True}})
+    monkeypatch.setattr(paths.metadata, "distributions",
+                        lambda name: [FakeDistribution(None), FakeDistribution(editable)])
+    paths.project_dir.cache_clear()
+    assert paths.expectations_dir() == Path("/src/tally/expectations")
 
 
 def test_this_checkout_is_an_editable_install():
