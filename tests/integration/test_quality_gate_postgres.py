@@ -154,9 +154,12 @@ def test_duplicate_owner_and_wrong_total_fail(warehouse_dsn, mart):
     assert (count["observed"], count["expected"]) == (REPS + 2, REPS)
     compound = by_kind[("expect_compound_columns_to_be_unique", "['ds', 'owner_id']")]
     assert compound["observed"] == 2
-    assert compound["sample"] == [{"ds": "2024-01-02", "owner_id": dup[1]}] * 2
-    assert by_kind[("expect_column_values_to_be_between", "win_rate")]["sample"] == ["1.5"]
-    assert by_kind[("expect_column_values_to_be_between", "percent_rank_in_region")]["sample"] == [1.5]
+    # the offending rows by key (the grain without its ds), the value beside, numeric as exact text
+    assert compound["sample"] == [{"key": {"owner_id": dup[1]}, "values": {}}] * 2
+    assert by_kind[("expect_column_values_to_be_between", "win_rate")]["sample"] == [
+        {"key": {"owner_id": "005BAD"}, "values": {"win_rate": "1.5"}}]
+    assert by_kind[("expect_column_values_to_be_between", "percent_rank_in_region")]["sample"] == [
+        {"key": {"owner_id": "005BAD"}, "values": {"percent_rank_in_region": 1.5}}]
     total = by_kind[("expect_column_sum_to_be_between", "won_amount")]
     assert total["observed"] == float(won_total(rows[DS2]) + dup[4])
     assert total["expected"] == float(expected_total)

@@ -17,7 +17,8 @@ from email.utils import formatdate, make_msgid
 from typing import Any
 
 from tally.alerts.config import SlackConfig, SmtpConfig, WebhookConfig, redact_url
-from tally.alerts.model import SAMPLE_SHOWN, Alert
+from tally.alerts.model import SAMPLE_SHOWN, Alert, sample_label
+from tally.quality.result import format_sample
 
 USER_AGENT = "tally-alerts/1"
 PAYLOAD_VERSION = 1
@@ -60,7 +61,8 @@ def slack_payload(alert: Alert, mention: str = "") -> dict[str, Any]:
         for f in alert.failures:
             line = f"• `{_esc(f.get('suite'))}` {_esc(f.get('text'))}"
             if f.get("sample"):
-                line += "\n    sample keys: " + ", ".join(f"`{_esc(s)}`" for s in f["sample"][:SAMPLE_SHOWN])
+                line += (f"\n    {sample_label(f['sample'])}: "
+                         + ", ".join(f"`{_esc(format_sample(s))}`" for s in f["sample"][:SAMPLE_SHOWN]))
             lines.append(line)
         blocks.append({"type": "section", "text": _md("*Observed vs expected*\n" + _cut("\n".join(lines), _SLACK_TEXT - 30))})
     if alert.error:

@@ -40,11 +40,47 @@ def store(conn: psycopg.Connection, ds: str, result, run_id: str | None = None) 
 
 
 def latest(conn: psycopg.Connection, ds: str) -> list[dict]:
+    """The gate summary of ``ds``: one row per (hop, dataset), aggregating the latest result of
+    every suite of that dataset (``raw.*`` and ``schema.*`` run together), failures first
+    (:func:`summarise`)."""
     ensure_ddl(conn, "ops.validation_results", DDL)
     rows = conn.execute(
-        "SELECT DISTINCT ON (hop, dataset) hop, dataset, suite, success, evaluated, failed, summary"
-        " FROM ops.validation_results WHERE ds = %s ORDER BY hop, dataset, run_at DESC",
+        "SELECT DISTINCT ON (hop, dataset, suite) hop, dataset, suite, success, evaluated, failed, summary"
+        " FROM ops.validation_results WHERE ds = %s ORDER BY hop, dataset, suite, run_at DESC, id DESC",
         (ds,),
     ).fetchall()
     keys = ("hop", "dataset", "suite", "success", "evaluated", "failed", "summary")
-    return [dict(zip(keys, r, strict=True)) for r in rows]
+    return summarise([dict(zip(keys, r, strict=True)) for r in rows])
+
+
+HOP_ORDER = ("raw", "schema", "curated", "warehouse", "mart", "reconcile")
+
+
+def summarise(results: list[dict]) -> list[dict]:
+    """One row per (hop, dataset) from per-suite rows (``hop``, ``dataset``, ``suite``,
+    ``success``, ``evaluated``, ``failed``, ``summary``): failed when any of its suites failed,
+    ``evaluated`` and ``failed`` summed over the suites, ``suites`` named (failed ones first),
+    ``summary`` the failed suites' summaries (empty when all passed). Failed rows come first,
+    then by hop along the pipeline and dataset."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in results:
+        groups.setdefault((r["hop"], r["dataset"]), []).append(r)
+    out = []
+    for (hop, dataset), rows in groups.items():
+        rows = sorted(rows, key=lambda r: (bool(r["success"]), r["suite"]))
+        failed_rows = [r for r in rows if not r["success"]]
+        suites = [r["suite"] for r in rows]
+        out.append({
+            "hop": hop, "dataset": dataset, "suite": ", ".join(suites), "suites": suites,
+            "success": not failed_rows,
+            "evaluated": sum(int(r["evaluated"] or 0) for r in rows),
+            "failed": sum(int(r["failed"] or 0) for r in rows),
+            "failed_suites": [r["suite"] for r in failed_rows],
+            "summary": "; ".join(str(r["summary"]) for r in failed_rows),
+        })
+
+    def order(row: dict) -> tuple:
+        hop = HOP_ORDER.index(row["hop"]) if row["hop"] in HOP_ORDER else len(HOP_ORDER)
+        return (row["success"], hop, row["hop"], row["dataset"])
+
+    return sorted(out, key=order)

@@ -30,12 +30,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tally.quality.result import SAMPLE_SIZE, GateResult, from_gx
+from tally.quality.result import SAMPLE_SIZE, GateResult, columns_of, from_gx
 from tally.quality.suites import (
     build_suite,
     expectation_columns,
     load_suite_dict,
     suite_columns,
+    suite_key,
     suite_parameters,
 )
 
@@ -51,6 +52,9 @@ RESULT_FORMAT = {"result_format": "BASIC", "partial_unexpected_count": SAMPLE_SI
 # nothing (27 of the mart gate's 43 queries). Suites run with this first; only expectations
 # that counted offending rows are run again with RESULT_FORMAT for their sample (run_suite).
 COUNTS_FORMAT = {"result_format": "BASIC", "partial_unexpected_count": 0}
+# the sample pass of a dataset with a key also returns the offending rows (LIMIT-ed like the
+# values), so that a sample names each row's key beside its value (tally.quality.result)
+ROWS_FORMAT = {**RESULT_FORMAT, "include_unexpected_rows": True}
 # aggregate metrics whose pandas implementation converts Decimal columns in place (mutating the
 # caller's frame) and crashes on a null among Decimals
 _DECIMAL_AGGREGATES = ("expect_column_sum_", "expect_column_mean_", "expect_column_stdev_")
@@ -67,7 +71,7 @@ def get_context() -> AbstractDataContext:
     global _CONTEXT, _CONTEXT_PID
     with LOCK:
         if _CONTEXT is not None and os.getpid() != _CONTEXT_PID:  # forked from a preloaded parent
-            log.info("great_expectations preloaded: GX context inherited from process %s", _CONTEXT_PID)
+            log.debug("great_expectations preloaded: GX context inherited from process %s", _CONTEXT_PID)
             _CONTEXT_PID = os.getpid()
         if _CONTEXT is None:
             preloaded = "great_expectations" in sys.modules
@@ -109,47 +113,104 @@ def validate_dataframe(
     target: str = "dataframe",
     run_name: str | None = None,
     batch: str | None = None,
+    key: list[str] | None = None,
+    scales: Mapping[str, int] | None = None,
 ) -> GateResult:
     """Validate an in-memory DataFrame (pandas execution engine).
 
-    ``run_name`` (the ds) and ``batch`` (what the frame is) name its Data Docs page."""
+    ``run_name`` (the ds) and ``batch`` (what the frame is) name its Data Docs page. ``key``
+    names the offending rows in the failures' samples (default: the suite's, ``suite_key``);
+    ``scales`` are the decimal scales of columns the frame holds as floats."""
     suite_dict = load_suite_dict(suite_name, suites_dir)
     params = check_parameters(suite_dict, parameters)
-    suite, result = validate_frame(suite_dict, prepare_frame(df, suite_dict), params)
-    out = from_gx(suite_dict, result, target=target, parameters=params)
+    key = suite_key(suite_dict) if key is None else list(key)
+    suite, result = validate_frame(suite_dict, prepare_frame(df, suite_dict), params, key=key)
+    out = from_gx(suite_dict, result, target=target, parameters=params, key=key, scales=scales)
     out.data_docs = publish(result, suite_dict, suite, run_name, batch or target, target)
     return out
 
 
 
-def validate_frame(suite_dict: dict, frame: pd.DataFrame, params: dict) -> tuple[Any, Any]:
+def validate_frame(suite_dict: dict, frame: pd.DataFrame, params: dict,
+                   key: list[str] | None = None) -> tuple[Any, Any]:
+    key = suite_key(suite_dict) if key is None else key
     with LOCK:
         context = get_context()
         suite = build_suite(suite_dict)
         batch_definition = pandas_batch_definition(context)
-        return suite, run_suite(batch_definition, suite, params, {"dataframe": frame})
+        return suite, run_suite(batch_definition, suite, params, {"dataframe": frame}, key=key)
 
 
 
-def run_suite(batch_definition: Any, suite: Any, params: dict, batch_parameters: dict | None = None) -> Any:
+def run_suite(batch_definition: Any, suite: Any, params: dict, batch_parameters: dict | None = None,
+              key: list[str] | tuple[str, ...] = ()) -> Any:
     """``suite`` on the batch definition's batch, with GX's BASIC results. GX's own
     ``get_batch().validate()`` loads the batch twice (for a DataFrame: hashing every value twice
     for a fingerprint); its validator, given the batch definition, loads it once.
 
     Two passes: every expectation with counts only (``COUNTS_FORMAT``), then, on the same batch,
     the expectations that counted offending rows once more for their sample of values. The
-    results are what one BASIC pass returns; a clean batch skips the sample queries."""
+    results are what one BASIC pass returns; a clean batch skips the sample queries.
+
+    With a ``key``, the sample pass also fetches the offending rows (``ROWS_FORMAT``: one more
+    ``LIMIT``-ed query per failed expectation, none for a clean batch), kept in the result as
+    ``unexpected_rows``: a list of dicts of the key and the expectation's columns only."""
     from great_expectations.validator.v1_validator import Validator
 
     validator = Validator(batch_definition, result_format=COUNTS_FORMAT, batch_parameters=batch_parameters)
     result = validator.validate_expectation_suite(suite, expectation_parameters=params)
     offending = [i for i, r in enumerate(result.results) if (r.result or {}).get("unexpected_count")]
-    if offending:
-        validator.result_format = RESULT_FORMAT
-        for i in offending:
-            expectation = result.results[i].expectation_config.to_domain_obj()
-            result.results[i] = validator.validate_expectation(expectation, expectation_parameters=params)
+    for i in offending:
+        expectation = result.results[i].expectation_config.to_domain_obj()
+        result.results[i] = _sample(validator, expectation, params, list(key))
     return result
+
+
+def _sample(validator: Any, expectation: Any, params: dict, key: list[str]) -> Any:
+    """One failed expectation again, for its sample: with the offending rows' keys when the
+    dataset has a key (an expectation GX cannot return rows for gets its values only)."""
+    if key:
+        validator.result_format = ROWS_FORMAT
+        evr = validator.validate_expectation(expectation, expectation_parameters=params)
+        info = evr.exception_info if isinstance(evr.exception_info, dict) else {}
+        raised = info.get("raised_exception") or any(  # GX keys a metric's exception by the metric
+            isinstance(v, dict) and v.get("raised_exception") for v in info.values())
+        if not raised:
+            res = evr.result or {}
+            if "unexpected_rows" in res:
+                res["unexpected_rows"] = key_rows(res["unexpected_rows"], key,
+                                                  columns_of(evr.expectation_config.kwargs))
+            return evr
+    validator.result_format = RESULT_FORMAT
+    return validator.validate_expectation(expectation, expectation_parameters=params)
+
+
+def key_rows(rows: Any, key: list[str], columns: list[str]) -> list[dict] | None:
+    """GX's ``unexpected_rows`` (a pandas frame, or dicts from SQL) as plain dicts holding the key
+    and the checked columns only, at most ``SAMPLE_SIZE``; ``None`` when a key column is absent."""
+    wanted = list(dict.fromkeys([*key, *columns]))
+    if rows is None:
+        return None
+    if hasattr(rows, "to_dict"):  # pandas
+        if any(k not in rows.columns for k in key):
+            return None
+        present = [c for c in wanted if c in rows.columns]
+        return [{c: _plain(v) for c, v in r.items()} for r in rows[present].head(SAMPLE_SIZE).to_dict("records")]
+    out = []
+    for row in list(rows)[:SAMPLE_SIZE]:
+        row = dict(row)
+        if any(k not in row for k in key):
+            return None
+        out.append({c: _plain(row[c]) for c in wanted if c in row})
+    return out
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as its Python value (Decimals, strings and dates unchanged)."""
+    item = getattr(value, "item", None)
+    if callable(item) and type(value).__module__ == "numpy":
+        return item()
+    return value
 
 
 

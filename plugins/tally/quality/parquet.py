@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from tally.quality.context import check_parameters, prepare_frame, publish, validate_dataframe, validate_frame
 from tally.quality.result import SAMPLE_SIZE, GateResult, columns_of, from_gx
-from tally.quality.suites import expectation_columns, load_suite_dict, suite_columns
+from tally.quality.suites import expectation_columns, load_suite_dict, suite_columns, suite_key
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -51,7 +51,10 @@ def validate_parquet(
     params = check_parameters(suite_dict, parameters)
     files = lake.files(dataset_path, ds)  # FileNotFoundError when the ds is not committed
     wanted = suite_columns(suite_dict) if columns is None else list(columns)
-    present = set(pq.read_schema(files[0], filesystem=lake.fs).names) if files else set()
+    schema = pq.read_schema(files[0], filesystem=lake.fs) if files else None
+    present = set(schema.names) if schema is not None else set()
+    scales = decimal_scales(schema)  # money validated as floats is shown at its scale
+    key = suite_key(suite_dict)
     read = [c for c in wanted if c in present]
     rows = sum(pq.ParquetFile(f, filesystem=lake.fs).metadata.num_rows for f in files)
     limit = batch_rows or int(os.environ.get(BATCH_ROWS_ENV) or DEFAULT_BATCH_ROWS)
@@ -60,7 +63,7 @@ def validate_parquet(
     if read and rows > limit and _batchable(suite_dict):
         suite, result = _validate_parquet_batches(suite_dict, params, lake, files, read, rows, limit)
         out = from_gx(suite_dict, result, target=f"{target}, validated in batches of {limit}",
-                           parameters=params)
+                      parameters=params, key=key, scales=scales)
         out.data_docs = publish(result, suite_dict, suite, ds, docs_batch, target)
         return out
     if read:
@@ -68,7 +71,14 @@ def validate_parquet(
     else:  # table-level checks only: a concat of zero-column tables loses the row count
         frame = pd.DataFrame(index=pd.RangeIndex(rows))
     return validate_dataframe(suite_name, frame, parameters, suites_dir, target=target, run_name=ds,
-                              batch=docs_batch)
+                              batch=docs_batch, key=key, scales=scales)
+
+
+def decimal_scales(schema: Any) -> dict[str, int]:
+    """The scale of every decimal column of an Arrow schema (``amount`` decimal(38,9) -> 9)."""
+    import pyarrow as pa
+
+    return {f.name: f.type.scale for f in schema or [] if pa.types.is_decimal(f.type)}
 
 
 
@@ -175,6 +185,9 @@ def _merge_map(total: Any, part: Any) -> Any:
             a[key] = (a.get(key) or 0) + (b.get(key) or 0)
     a["partial_unexpected_list"] = (list(a.get("partial_unexpected_list") or [])
                                     + list(b.get("partial_unexpected_list") or []))[:SAMPLE_SIZE]
+    if isinstance(a.get("unexpected_rows"), list) or isinstance(b.get("unexpected_rows"), list):
+        a["unexpected_rows"] = (list(a.get("unexpected_rows") or [])
+                                + list(b.get("unexpected_rows") or []))[:SAMPLE_SIZE]
     counts: dict[str, dict] = {}
     for item in [*(a.get("partial_unexpected_counts") or []), *(b.get("partial_unexpected_counts") or [])]:
         key = repr(item.get("value"))
@@ -226,6 +239,7 @@ def _exact_uniqueness(evr: Any, lake: Lake, files: list[str], cols: list[str], r
     res.update(element_count=rows, missing_count=missing, unexpected_count=unexpected,
                partial_unexpected_list=sample[:SAMPLE_SIZE])
     res.pop("partial_unexpected_counts", None)
+    res.pop("unexpected_rows", None)  # a batch's duplicates; the sample above holds the partition's keys
     _set_map_success(evr, res)
 
 

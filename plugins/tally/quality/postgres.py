@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from tally.quality.context import LOCK, check_parameters, get_context, publish, run_suite
 from tally.quality.result import GateError, GateResult, from_gx
-from tally.quality.suites import build_suite, load_suite_dict
+from tally.quality.suites import build_suite, load_suite_dict, suite_key
 
 if TYPE_CHECKING:
     from great_expectations.data_context import AbstractDataContext
@@ -24,6 +24,7 @@ def validate_postgres_table(
     parameters: Mapping[str, Any] | None = None,
     where: str | Mapping[str, Any] | None = None,
     suites_dir: Path | None = None,
+    key: list[str] | None = None,
 ) -> GateResult:
     """Validate a Postgres table (or the rows of it matching ``where``) inside the database.
 
@@ -32,7 +33,8 @@ def validate_postgres_table(
     some); no rows come back to pandas. ``where`` restricts the batch: a mapping
     (``{"ds": "2024-01-02"}``, rendered as quoted equality tests: preferred) or a raw SQL
     predicate string (trusted input only). The batch is the table's GX query asset, set to
-    ``SELECT * FROM schema.table WHERE ...``, which GX wraps as a subquery.
+    ``SELECT * FROM schema.table WHERE ...``, which GX wraps as a subquery. ``key`` (default: the
+    suite's, ``suite_key``) names the offending rows in the failures' samples.
 
     Caveat (GX 1.x): to learn a query asset's column names GX runs the bare query once and
     psycopg buffers its rows client-side (not in pandas) before they are dropped: ~270 MB of
@@ -42,6 +44,7 @@ def validate_postgres_table(
     """
     suite_dict = load_suite_dict(suite_name, suites_dir)
     params = check_parameters(suite_dict, parameters)
+    key = suite_key(suite_dict) if key is None else list(key)
     url = sqlalchemy_url(conninfo)
     composed = _select_query(schema, table, where)
     query = composed.as_string()
@@ -50,9 +53,9 @@ def validate_postgres_table(
         suite = build_suite(suite_dict)
         datasource = _postgres_datasource(context, url)
         _probe(datasource, composed)
-        result = run_suite(_query_batch_definition(datasource, schema, table, query), suite, params)
+        result = run_suite(_query_batch_definition(datasource, schema, table, query), suite, params, key=key)
     shown = query.split(" FROM ", 1)[1]
-    out = from_gx(suite_dict, result, target=f"postgres {shown}", parameters=params)
+    out = from_gx(suite_dict, result, target=f"postgres {shown}", parameters=params, key=key)
     run_name = str(where["ds"]) if isinstance(where, Mapping) and where.get("ds") is not None else None
     out.data_docs = publish(result, suite_dict, suite, run_name, f"{schema}.{table}", f"postgres {shown}")
     return out

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from tally.quality.suites import expectation_columns, split_name
+from tally.quality.suites import expectation_columns, split_name, suite_key
 
 SAMPLE_SIZE = 10
 
@@ -59,9 +59,15 @@ class GateResult:
 
 
 
-def from_gx(suite_dict: dict, result: Any, *, target: str, parameters: dict) -> GateResult:
-    """The GateResult of a GX validation of ``suite_dict``, failures in the suite file's order."""
+def from_gx(suite_dict: dict, result: Any, *, target: str, parameters: dict, key: list[str] | None = None,
+            scales: Mapping[str, int] | None = None) -> GateResult:
+    """The GateResult of a GX validation of ``suite_dict``, failures in the suite file's order.
+
+    A failure's ``sample`` names the offending rows by ``key`` (default: the suite's,
+    ``suite_key``) with the checked value beside (:func:`sample_item`); ``scales`` are the decimal
+    scales of columns validated as floats, so money is shown as the column's type says."""
     name = suite_dict["name"]
+    key = suite_key(suite_dict) if key is None else list(key)
     hop, dataset = split_name(name)
     order = {(e["type"], tuple(expectation_columns(e))): i for i, e in enumerate(suite_dict["expectations"])}
 
@@ -70,7 +76,7 @@ def from_gx(suite_dict: dict, result: Any, *, target: str, parameters: dict) -> 
         return order.get((cfg.type, tuple(columns_of(cfg.kwargs))), len(order))
 
     results = sorted(result.results, key=position)
-    failures = [_failure(r) for r in results if not r.success]
+    failures = [_failure(r, key, scales or {}) for r in results if not r.success]
     return GateResult(
         suite=name,
         hop=hop,
@@ -89,7 +95,7 @@ def columns_of(kwargs: Mapping[str, Any]) -> list[str]:
     return expectation_columns({"kwargs": dict(kwargs)})
 
 
-def _failure(r: Any) -> dict:
+def _failure(r: Any, key: list[str], scales: Mapping[str, int]) -> dict:
     cfg = r.expectation_config
     kwargs = dict(cfg.kwargs)
     res = dict(r.result or {})
@@ -110,13 +116,81 @@ def _failure(r: Any) -> dict:
             element_count=res.get("element_count"),
             unexpected_count=res["unexpected_count"],
             unexpected_percent=res.get("unexpected_percent"),
-            sample=list(res.get("partial_unexpected_list") or [])[:SAMPLE_SIZE],
+            sample=_sample(res, key, cols, scales),
         )
+        if key:
+            failure["key"] = key
     else:
         failure.update(observed=res.get("observed_value"), expected=_expected(cfg.type, kwargs), sample=[])
     if cfg.meta and cfg.meta.get("notes"):
         failure["note"] = cfg.meta["notes"]
     return jsonable(failure)
+
+
+def _sample(res: dict, key: list[str], cols: list[str], scales: Mapping[str, int]) -> list:
+    """Up to ``SAMPLE_SIZE`` offending rows as ``{"key": {col: value}, "values": {col: value}}``
+    (:func:`sample_item`): from GX's offending rows (``tally.quality.context.key_rows``), or from
+    its offending values when they are the key themselves (a uniqueness check on the key); else
+    the values alone, decimals at their scale."""
+    values = list(res.get("partial_unexpected_list") or [])[:SAMPLE_SIZE]
+    rows = res.get("unexpected_rows")
+    if key and isinstance(rows, list) and rows:
+        # a check on the key (unique, not null; a mart's grain with its ds) shows the key alone
+        shown = [] if set(key) <= set(cols) else [c for c in cols if c not in key]
+        return [sample_item({k: r.get(k) for k in key}, {c: r.get(c) for c in shown if c in r}, scales)
+                for r in rows[:SAMPLE_SIZE]]
+    if key and values and set(key) <= set(cols):
+        if len(cols) == 1:
+            return [sample_item({key[0]: v}, {}, scales) for v in values]
+        if all(isinstance(v, Mapping) for v in values):
+            return [sample_item({k: v.get(k) for k in key}, {}, scales) for v in values]
+    return [_scaled(v, scales.get(cols[0])) if len(cols) == 1 else v for v in values]
+
+
+def sample_item(key: Mapping[str, Any], values: Mapping[str, Any], scales: Mapping[str, int]) -> dict:
+    """One offending row of a sample: its key and the checked values, decimals at their scale."""
+    return {"key": {k: _scaled(v, scales.get(k)) for k, v in key.items()},
+            "values": {c: _scaled(v, scales.get(c)) for c, v in values.items()}}
+
+
+def _scaled(value: Any, scale: int | None) -> Any:
+    """A decimal as exact text (``-500.000000000``, never ``-5E+2``); a decimal column's value
+    validated as a float, back at the column's scale. Other values unchanged."""
+    if isinstance(value, decimal.Decimal):
+        exact = value if scale is None or not value.is_finite() else value.quantize(_step(scale), context=_WIDE)
+        return format(exact, "f")
+    if scale is None or not isinstance(value, float) or not math.isfinite(value):
+        return value
+    return format(decimal.Decimal(repr(value)).quantize(_step(scale), context=_WIDE), "f")
+
+
+_WIDE = decimal.Context(prec=80)  # decimal(38, 9) and wider quantize without InvalidOperation
+
+
+def _step(scale: int) -> decimal.Decimal:
+    return decimal.Decimal(1).scaleb(-scale)
+
+
+def format_sample(item: Any) -> str:
+    """One sample entry for people: ``payment_id P-123 (amount -500.000000000)`` for an offending
+    row, else the value itself (a key, a file name...)."""
+    if isinstance(item, Mapping) and isinstance(item.get("key"), Mapping):
+        text = ", ".join(f"{k} {_shown(v)}" for k, v in item["key"].items())
+        values = item.get("values") or {}
+        if values:
+            text += " (" + ", ".join(f"{c} {_shown(v)}" for c, v in values.items()) + ")"
+        return text
+    return _shown(item)
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return value if value.strip() == value and value else repr(value)
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k}: {_shown(v)}" for k, v in value.items()) + "}"
+    return str(value)
 
 
 def _exception_message(info: Any) -> str | None:
@@ -168,7 +242,7 @@ def describe_failure(f: dict) -> str:
         text = (f"{head} observed {f['unexpected_count']} of {f.get('element_count')} rows unexpected"
                 f" expected {f['expected']}")
         if f.get("sample"):
-            text += ", e.g. " + ", ".join(repr(s) for s in f["sample"][:5])
+            text += ", e.g. " + ", ".join(format_sample(s) for s in f["sample"][:5])
         return text
     expected = f["expected"]
     if isinstance(expected, dict) and set(expected) == {"min", "max"}:

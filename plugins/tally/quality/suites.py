@@ -103,6 +103,24 @@ def suite_columns(suite: dict[str, Any]) -> list[str]:
     return list(seen)
 
 
+_UNIQUE_TYPES = ("expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique")
+
+
+def suite_key(suite: dict[str, Any]) -> list[str]:
+    """The key column(s) of the suite's dataset, which name the offending rows in a failure's
+    sample: ``meta.key`` (a column or a list) if the suite sets it, else the columns of its first
+    uniqueness expectation (a mart's grain without ``ds``, constant in a ds slice); ``[]`` if
+    neither. Tests check these agree with ``tally.catalog`` and ``tally.contract.CURATED_KEYS``."""
+    declared = (suite.get("meta") or {}).get("key")
+    if declared:
+        return [declared] if isinstance(declared, str) else [str(c) for c in declared]
+    for exp in suite["expectations"]:
+        if exp.get("type") in _UNIQUE_TYPES:
+            cols = expectation_columns(exp)
+            return [c for c in cols if c != "ds"] or cols
+    return []
+
+
 def _walk(value: Any) -> Iterator[Any]:
     yield value
     if isinstance(value, dict):

@@ -157,7 +157,7 @@ def test_duplicate_key():
     assert result.failed == 1
     f = only(result, "expect_column_values_to_be_unique", "Id")
     assert (f["observed"], f["expected"], f["element_count"]) == (3, 0, 100)
-    assert f["sample"] == ["006DUPLICATE0000AB"] * 3
+    assert f["key"] == ["Id"] and f["sample"] == [{"key": {"Id": "006DUPLICATE0000AB"}, "values": {}}] * 3
     assert "expect_column_values_to_be_unique(Id) observed 3 of 100 rows unexpected expected 0" in result.summary()
 
 
@@ -167,7 +167,7 @@ def test_null_key():
     result = context.validate_dataframe("raw.salesforce.Opportunity", df, {"source_count": 50})
     assert result.failed == 1
     f = only(result, "expect_column_values_to_not_be_null", "Id")
-    assert (f["observed"], f["expected"], f["sample"]) == (1, 0, [None])
+    assert (f["observed"], f["expected"], f["sample"]) == (1, 0, [{"key": {"Id": None}, "values": {}}])
 
 
 def test_out_of_domain_stage_and_probability():
@@ -177,10 +177,14 @@ def test_out_of_domain_stage_and_probability():
     result = context.validate_dataframe("raw.salesforce.Opportunity", df, {"source_count": 40})
     assert result.failed == 2
     stage = only(result, "expect_column_values_to_be_in_set", "StageName")
-    assert (stage["observed"], stage["expected"], stage["sample"]) == (2, 0, ["Closed Sort Of"] * 2)
+    assert (stage["observed"], stage["expected"]) == (2, 0)
+    assert stage["sample"] == [{"key": {"Id": df.loc[i, "Id"]}, "values": {"StageName": "Closed Sort Of"}}
+                               for i in (1, 2)]
     assert stage["condition"].startswith("in {Closed Lost, Closed Won,")
     prob = only(result, "expect_column_values_to_be_between", "Probability")
-    assert (prob["observed"], prob["sample"], prob["condition"]) == (1, [150.0], "between 0.0 and 100.0")
+    assert (prob["observed"], prob["condition"]) == (1, "between 0.0 and 100.0")
+    assert prob["sample"] == [{"key": {"Id": df.loc[3, "Id"]}, "values": {"Probability": 150.0}}]
+    assert f"e.g. Id {df.loc[3, 'Id']} (Probability 150.0)" in result.summary()
     # failures come in suite order; the summary names each
     assert [f["column"] for f in result.failures] == ["Probability", "StageName"]
     assert result.summary().startswith("raw.salesforce.Opportunity: 4/6 passed; expect_column_values_to_be_between")
@@ -216,6 +220,11 @@ def test_counts_then_samples_returns_what_one_basic_pass_does():
         return sorted(json.dumps([r.expectation_config.type, r.expectation_config.kwargs, r.success, r.result],
                                  sort_keys=True, default=str) for r in result.results)
 
+    # the sample pass also fetched the offending rows, key and checked column only
+    rows = {r.expectation_config.kwargs["column"]: r.result.pop("unexpected_rows")
+            for r in two_pass.results if "unexpected_rows" in (r.result or {})}
+    assert rows["Probability"] == [{"Id": df.loc[5, "Id"], "Probability": 150.0}]
+    assert rows["StageName"] == [{"Id": df.loc[i, "Id"], "StageName": "Closed Sort Of"} for i in (3, 9)]
     assert outcome(two_pass) == outcome(one_pass)
     regex = next(r for r in two_pass.results if r.expectation_config.type == "expect_column_values_to_match_regex")
     assert regex.success and regex.result["unexpected_count"] == 55
@@ -252,9 +261,11 @@ def test_sales_orders_decimals_and_nulls():
     })
     result = context.validate_dataframe("raw.erp.sales_orders", df, {"source_count": 4})
     assert result.failed == 2
-    assert only(result, "expect_column_values_to_be_in_set", "status")["sample"] == ["refunded"]
+    assert only(result, "expect_column_values_to_be_in_set", "status")["sample"] == [
+        {"key": {"order_id": 4}, "values": {"status": "refunded"}}]
     amount = only(result, "expect_column_values_to_be_between", "total_amount")
-    assert (amount["observed"], amount["sample"], amount["condition"]) == (1, ["-0.01"], ">= 0.0")
+    assert (amount["observed"], amount["condition"]) == (1, ">= 0.0")
+    assert amount["sample"] == [{"key": {"order_id": 3}, "values": {"total_amount": "-0.01"}}]
 
 
 def test_missing_column_is_a_failure_with_the_error():
@@ -293,7 +304,7 @@ def test_mart_suite_on_a_frame_sums_decimals_without_touching_the_callers_frame(
                                   suites_dir=TEST_SUITES)
     compound = only(bad, "expect_compound_columns_to_be_unique")
     assert compound["column"] == ["ds", "owner_id"] and compound["observed"] == 2
-    assert compound["sample"] == [{"ds": "2024-01-02", "owner_id": "005A"}] * 2
+    assert compound["sample"] == [{"key": {"owner_id": "005A"}, "values": {}}] * 2  # the grain without ds
     total = only(bad, "expect_column_sum_to_be_between", "won_amount")
     assert (total["observed"], total["expected"]) == (1250.105, 1250.115)
     assert bad.failed == 2
@@ -359,7 +370,8 @@ def test_validate_parquet_reports_lost_rows_and_bad_values(lake):
         ("expect_column_values_to_be_unique", 2),
         ("expect_column_values_to_be_in_set", 1),
     }
-    assert only(result, "expect_column_values_to_be_in_set")["sample"] == ["Nurture"]
+    assert only(result, "expect_column_values_to_be_in_set")["sample"] == [
+        {"key": {"Id": rows[5]["Id"]}, "values": {"StageName": "Nurture"}}]
 
 
 def test_validate_parquet_explicit_columns_and_table_only_suite(lake, tmp_path):
@@ -412,8 +424,9 @@ def test_batch_wise_validation_equals_whole_partition_and_bounds_the_frames(lake
     assert batched.failures == whole.failures
     unique = only(batched, "expect_column_values_to_be_unique", "Id")
     assert (unique["unexpected_count"], unique["element_count"]) == (2, 600)
-    assert unique["sample"] == [rows[500]["Id"]] * 2
-    assert only(batched, "expect_column_values_to_be_in_set")["sample"] == ["Nurture", "Bogus"]
+    assert unique["sample"] == [{"key": {"Id": rows[500]["Id"]}, "values": {}}] * 2
+    assert only(batched, "expect_column_values_to_be_in_set")["sample"] == [
+        {"key": {"Id": rows[i]["Id"]}, "values": {"StageName": rows[i]["StageName"]}} for i in (5, 450)]
     assert only(batched, "expect_table_row_count_to_equal")["observed"] == 600
 
 
@@ -438,7 +451,7 @@ def test_compound_uniqueness_is_exact_across_batches(lake, tmp_path):
                                     suites_dir=suite_dir, batch_rows=10)
     failure = only(batched, "expect_compound_columns_to_be_unique")
     assert failure["unexpected_count"] == 2
-    assert failure["sample"] == [{"OwnerId": "005000000000000AAA", "Name": "Deal 3"}] * 2
+    assert failure["sample"] == [{"key": {"OwnerId": "005000000000000AAA", "Name": "Deal 3"}, "values": {}}] * 2
 
 
 def test_decimal_columns_checked_only_as_numbers_reach_pandas_as_floats():

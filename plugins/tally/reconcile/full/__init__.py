@@ -335,11 +335,12 @@ def table(res, dataset_id: str, heal: bool = True) -> dict:
 
 def gate_results(reports: list[dict]) -> list:
     """One ``GateResult`` per table: failed when the comparison found anything to alert on."""
-    from tally.quality.result import GateResult
+    from tally.quality.result import GateResult, sample_item
 
     out = []
     for r in reports:
         failures = []
+        key = catalog.get(r["dataset"]).key
         for category in PROBLEMS:
             n = r["found"].get(category, 0)
             if not n:
@@ -348,7 +349,8 @@ def gate_results(reports: list[dict]) -> list:
             healed = r["healed"].get(category, 0)
             failures.append({
                 "expectation": f"no_{category}_keys", "column": catalog.get(r["dataset"]).key, "observed": n,
-                "expected": 0, "sample": r["samples"].get(category, []),
+                "expected": 0, "key": [key],
+                "sample": [sample_item({key: k}, {}, {}) for k in r["samples"].get(category, [])],
                 "note": f"{healed} healed, {left} left" + (f" (e.g. {r['left_samples'].get(category)})" if left else ""),
             })
         out.append(GateResult(
