@@ -7,6 +7,8 @@ from typing import Annotated
 import typer
 
 from tally.cli.common import console
+from tally.cli.output import print_line
+from tally.cli.params import SuiteOption
 
 
 def _can_open_browser() -> bool:
@@ -23,13 +25,14 @@ def docs_cmd(
                                                                          "display).")] = True,
     failed: Annotated[bool, typer.Option("--failed", help="The newest failed validation's page, not the index.")]
     = False,
-    suite: Annotated[str | None, typer.Option(help="The newest validation page of this suite, e.g. "
-                                                   "raw.salesforce.Opportunity.")] = None,
+    suite: SuiteOption = None,
 ) -> None:
     """Great Expectations Data Docs: every gate's validation results, newest first.
 
-    A static site under $TALLY_HOME/data_docs (TALLY_DATA_DOCS_DIR), updated by each gate. Prints
-    the page's path and file:// URL (the last line); opens it unless --no-open or headless.
+    A static site under $TALLY_HOME/data_docs (TALLY_DATA_DOCS_DIR), updated by each gate. It loads
+    nothing from the internet (bootstrap, jQuery and the icons are copied into the site), so it works
+    from file://, any web server, or a copy of the folder. Prints the page's path and file:// URL (the
+    last line); opens it unless --no-open or headless.
     """
     from tally.quality import docs
 
@@ -37,6 +40,10 @@ def docs_cmd(
     if not index.exists():
         console.print(f"No gate has written Data Docs in {index.parent} yet: building the index and the suites' "
                       "pages (imports Great Expectations, ~10 s).")
+        docs.build_index()
+    elif not docs.offline_ready():
+        console.print("Data Docs were written by an older Tally: copying their CSS, scripts and fonts into the "
+                      "site and rewriting the pages to use them, so they work offline (once).")
         docs.build_index()
     target = index
     if failed or suite:
@@ -48,7 +55,7 @@ def docs_cmd(
                           f"{entries[0]['run_time']}")
         else:
             console.print("[yellow]No such validation in the index[/yellow]; showing the index.")
-    console.print(f"Data Docs: {target}")
+    print_line(f"Data Docs: {target}", markup=False)
     typer.echo(target.as_uri())
     if open_browser:
         import webbrowser

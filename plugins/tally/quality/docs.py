@@ -5,13 +5,16 @@ The site lives in ``$TALLY_HOME/data_docs/`` (``TALLY_DATA_DOCS_DIR`` overrides 
     index.html                       Data Docs index: validation results (newest first), suites
     index.json                       what the index lists (Tally's own small catalog of pages)
     static/                          GX's CSS, fonts and images (copied once per GX version)
+    static/vendor/                   bootstrap, jQuery, Font Awesome...: the pages load nothing from
+                                     the internet (``tally.quality.site_assets``), so the site works offline
     validations/<suite parts>/<run name>/<run time>/<batch>.html   one page per validation
     expectations/<suite parts>.html  one page per suite (re-rendered when the suite file changes)
 
 Pages are rendered by GX's own renderers and Jinja views (the same HTML as
-``context.build_data_docs()``), but incrementally: a gate renders *its* validation page and
-re-renders the index from ``index.json``. GX's site builder instead lists and re-reads every
-stored result and recompiles its templates on each build (0.3-0.7 s per gate with a few hundred
+``context.build_data_docs()``, made offline by ``site_assets``: every CDN asset rewritten to the
+site's own copy, PASS/FAIL spelled out beside the icons), but incrementally: a gate renders *its*
+validation page and re-renders the index from ``index.json``. GX's site builder instead lists and
+re-reads every stored result and recompiles its templates on each build (0.3-0.7 s per gate with a few hundred
 results, growing). Here a gate pays ~0.03 s for its page and ~0.05 s for the index, flat (a gate
 validating several datasets renders the index once for all of them: :func:`batch_publish`): the
 index lists the newest ``INDEX_ROWS`` (60) validations (GX's index renderer costs ~0.6 ms a
@@ -39,6 +42,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from tally.quality import site_assets
 
 log = logging.getLogger(__name__)
 
@@ -135,9 +140,11 @@ def _slug(text: str, limit: int = 80) -> str:
 
 
 def validation_page(suite_name: str, run_name: str, run_time: datetime, batch: str) -> str:
-    """The page of one validation, relative to the site (GX's own layout)."""
-    parts = ["validations", *suite_name.split("."), _slug(run_name),
-             run_time.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ"), _slug(batch)]
+    """The page of one validation, relative to the site (GX's own layout). The run time carries
+    the writing process's id: gates forked in parallel can validate the same suite and batch in
+    the same microsecond, and then one page replaced the other (seen in the parallel test)."""
+    stamp = f"{run_time.astimezone(UTC).strftime('%Y%m%dT%H%M%S.%fZ')}-p{os.getpid()}"
+    parts = ["validations", *suite_name.split("."), _slug(run_name), stamp, _slug(batch)]
     return "/".join(parts) + ".html"
 
 
@@ -150,6 +157,11 @@ def _write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def _write_page(directory: Path, page: str, html: str) -> None:
+    """Write a rendered page with every asset served by the site itself (``site_assets``)."""
+    _write(directory / page, site_assets.localize(html, page))
 
 
 @contextlib.contextmanager
@@ -172,9 +184,16 @@ def _read_catalog(directory: Path) -> dict:
 
 
 def _ensure_static(directory: Path, catalog: dict) -> None:
-    """GX's static assets (CSS, fonts, images), copied when missing or from another GX version."""
+    """GX's static assets (CSS, fonts, images) and the vendored ones (bootstrap, jQuery, icons:
+    ``site_assets``), copied when missing or from another GX or vendored version."""
     import great_expectations
 
+    vendored = site_assets.version()
+    if catalog.get("vendor_version") != vendored or not (directory / site_assets.SITE_VENDOR).is_dir():
+        site_assets.copy_vendor(directory)
+        if "vendor_version" not in catalog and catalog.get("validations"):  # a site from before: pages too
+            log.info("Data Docs: %d existing pages made offline", site_assets.localize_site(directory))
+        catalog["vendor_version"] = vendored
     if catalog.get("gx_version") == great_expectations.__version__ and (directory / "static").is_dir():
         return
     source = Path(great_expectations.__file__).parent / "render" / "view" / "static"
@@ -199,7 +218,7 @@ def _publish_suite(directory: Path, catalog: dict, suite_dict: dict, suite: Any 
             from tally.quality.suites import build_suite
 
             suite = build_suite(suite_dict)
-        _write(page, render_suite(suite))
+        _write_page(directory, suite_page(suite_dict["name"]), render_suite(suite))
         suites[suite_dict["name"]] = digest
 
 
@@ -310,7 +329,7 @@ def _commit(directory: Path, items: list[_Pending]) -> None:
         catalog = _read_catalog(directory)
         _ensure_static(directory, catalog)
         for item in items:
-            _write(directory / item.page, item.html)
+            _write_page(directory, item.page, item.html)
             _publish_suite(directory, catalog, item.suite_dict, item.suite)
         entries = [*(item.entry for item in reversed(items)), *catalog.get("validations", [])]  # newest first
         keep = _keep()
@@ -318,7 +337,7 @@ def _commit(directory: Path, items: list[_Pending]) -> None:
             with contextlib.suppress(OSError):
                 (directory / old["filepath"]).unlink()
         catalog["validations"] = entries[:keep]
-        _write(directory / INDEX, render_index(catalog))
+        _write_page(directory, INDEX, render_index(catalog))
         _write(directory / CATALOG, json.dumps(catalog, indent=1, sort_keys=True))
 
 
@@ -334,9 +353,15 @@ def build_index(directory: Path | None = None, suites_dir: Path | None = None) -
         for name in list_suites(suites_dir):
             suite_dict = load_suite_dict(name, suites_dir)
             _publish_suite(directory, catalog, suite_dict, build_suite(suite_dict))
-        _write(directory / INDEX, render_index(catalog))
+        _write_page(directory, INDEX, render_index(catalog))
         _write(directory / CATALOG, json.dumps(catalog, indent=1, sort_keys=True))
     return directory / INDEX
+
+
+def offline_ready(directory: Path | None = None) -> bool:
+    """Whether the site has this Tally's vendored assets and its pages were made offline (a site
+    written by an older Tally is upgraded by the next gate or :func:`build_index`)."""
+    return _read_catalog(directory or docs_dir()).get("vendor_version") == site_assets.version()
 
 
 def latest(directory: Path | None = None, suite: str | None = None, failed_only: bool = False) -> list[dict]:
