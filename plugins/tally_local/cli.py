@@ -3,8 +3,10 @@
 They join the product's ``tally`` command through the ``tally.commands`` entry point group
 (``local = "tally_local.cli:register"`` in pyproject.toml): ``tally.cli`` calls :func:`register`
 with its Typer app when this package is installed (the ``local`` extra). The product's helpers
-(``tally.cli.common``, ``tally.cli.run``) are imported inside the commands, so loading this module
-never imports ``tally.cli`` back while it is still being set up.
+(``tally.cli.common``, ``tally.cli.run``, ``tally.cli.output``) are imported inside the commands and
+option callbacks, so loading this module never imports ``tally.cli`` back while it is still being set
+up. Input is checked by those callbacks (dates through ``tally.core.dates``) before a command
+touches the stack; ``tally.cli``'s handler prints a mistake as one line, exit 2.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from tally.core.dates import parse_ds
+from tally.core.profile import profile_path
 from tally_local.stack.manager import Stack
 
 
@@ -41,47 +45,86 @@ def up(airflow: Annotated[bool, typer.Option(help="Also start Airflow's four com
 def down() -> None:
     """Stop exactly what `tally up` started. Data stays in .tally/ (delete it to reset)."""
     from tally.cli.common import console
+    from tally.cli.output import print_line
 
     stack = Stack()
     with console.status("stopping") as status:
         stack.down(progress=lambda what: status.update(f"stopping {what}"))
-    console.print("stack stopped; state kept in " + str(stack.home))
+    print_line(f"stack stopped; state kept in {stack.home}", markup=False)
 
 
-def status() -> None:
-    """Show each service's health and address."""
-    from tally.cli.common import console
+def _format(ctx: typer.Context, value: str) -> str:
+    """``--format``'s callback (``tally.cli.output`` is imported late: see the module's docstring)."""
+    from tally.cli.output import parse_format
+
+    return value if ctx.resilient_parsing else parse_format(value).value
+
+
+def _as_of(ctx: typer.Context, value: str | None) -> str | None:
+    return value if value is None or ctx.resilient_parsing else parse_ds(value, "--as-of")
+
+
+def status(fmt: Annotated[str, typer.Option(
+        "--format", callback=_format, metavar="table|json|tsv",
+        help="table: for people; json: one JSON document; tsv: a header line and one line per service.")]
+        = "table") -> None:
+    """Show each service's health and address, the Airflow UI's URL and where its login is."""
+    from tally.cli.output import Format, emit
 
     stack = Stack()
     if not stack.state:
-        console.print("no stack here yet: run [bold]tally up[/bold]")
+        typer.echo("no stack here yet: run `tally up`", err=fmt != Format.table)
         raise typer.Exit(1)
-    healthy = _print_status(stack)
+    services = stack.status()
+    healthy = all(s.healthy for s in services)
+    records = [{"service": s.name, "healthy": s.healthy, "pid": s.pid, "address": s.address,
+                "notes": s.detail} for s in services]
+    document = {"home": str(stack.home), "healthy": healthy, "services": records,
+                "airflow": _airflow_login(stack), "profile": str(profile_path(stack.home))}
+    emit(Format(fmt), records=records, fields=list(records[0]) if records else ["service"], document=document,
+         table=lambda: _print_status(stack, services))
     raise typer.Exit(0 if healthy else 1)
 
 
-def _print_status(stack: Stack) -> bool:
-    from tally.cli.common import console
+def _airflow_login(stack: Stack) -> dict | None:
+    """Where the Airflow UI is and how to log in: the user and the file holding the password
+    (never the password itself)."""
+    from tally.cli.common import airflow_login
 
-    table = Table(title=f"Tally local stack ({stack.home})", title_justify="left")
-    for col in ("service", "health", "pid", "address", "notes"):
-        table.add_column(col)
+    af = stack.profile().airflow if "port" in stack.state.get("airflow", {}) else None
+    return None if af is None else airflow_login(af)
+
+
+def _print_status(stack: Stack, services: list | None = None) -> bool:
+    from tally.cli.common import airflow_login_line
+    from tally.cli.output import Col, console, new_table, print_line
+
+    print_line(f"Tally local stack in {stack.home}", markup=False)  # a path: never folded into a title
+    table = new_table(None, [Col("service"), Col("health"), Col("pid", kind="number"),
+                             Col("address", kind="url"), Col("notes")])
     all_ok = True
-    for s in stack.status():
+    for s in stack.status() if services is None else services:
         all_ok &= s.healthy
         table.add_row(s.name, "[green]healthy[/green]" if s.healthy else "[red]down[/red]", str(s.pid or ""),
                       s.address, s.detail)
     console.print(table)
+    if "port" in stack.state.get("airflow", {}):
+        print_line(airflow_login_line(stack.profile().airflow), markup=False)
     return all_ok
 
 
+Count = Annotated[int, typer.Option(min=1)]
+
+
 def seed(
-    seed: int = 7,
-    accounts: int = 200,
-    opportunities: int = 1000,
-    users: int = 12,
-    days: int = 30,
-    as_of: Annotated[str | None, typer.Option(help="End of the generated history (YYYY-MM-DD, exclusive); default today.")] = None,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed: the same seed gives the same data.")] = 7,
+    accounts: Count = 200,
+    opportunities: Count = 1000,
+    users: Count = 12,
+    days: Count = 30,
+    as_of: Annotated[str | None, typer.Option(
+        callback=_as_of, metavar="YYYY-MM-DD",
+        help="End of the generated history (YYYY-MM-DD, exclusive); default today.")] = None,
 ) -> None:
     """Fill the Salesforce simulator and the ERP database with deterministic synthetic data."""
     from tally.cli.common import console
@@ -90,7 +133,8 @@ def seed(
     from tally_local.seed import seed_erp, seed_salesforce
 
     stack = _require_stack()
-    end = datetime.fromisoformat(as_of).replace(tzinfo=UTC) if as_of else generator.default_as_of()
+    end = (datetime.fromisoformat(parse_ds(as_of, "--as-of")).replace(tzinfo=UTC) if as_of
+           else generator.default_as_of())
     scale = generator.Scale(accounts=accounts, opportunities=opportunities, users=users, days=days)
     data = generator.generate(scale, seed=seed, as_of=end)
     seed_salesforce(stack.state["sfsim"]["db"], data)
@@ -110,7 +154,8 @@ def seed(
 
 
 def demo(
-    accounts: int = 200, opportunities: int = 1000, users: int = 12, days: int = 30, seed_value: Annotated[int, typer.Option("--seed")] = 7,
+    accounts: Count = 200, opportunities: Count = 1000, users: Count = 12, days: Count = 30,
+    seed_value: Annotated[int, typer.Option("--seed", min=0, help="Random seed of the generated data.")] = 7,
 ) -> None:
     """Start the stack, seed it, run one ds through every stage, and summarise."""
     from tally.cli.common import console, require_profile
@@ -130,9 +175,7 @@ def demo(
 
 def env() -> None:
     """Print the path of the env file to `source` for using the airflow CLI against the stack."""
-    from tally.cli.common import console
-
-    console.print(str(_require_stack().write_env_file()))
+    typer.echo(str(_require_stack().write_env_file()))
 
 
 def register(app: typer.Typer) -> None:

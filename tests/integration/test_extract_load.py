@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -207,6 +208,74 @@ def test_cli_extract_salesforce_lands_an_interval(stack, seeded, tmp_path):
     assert "row_count" in result.output
     rows = Lake(str(lake_dir)).read_table("raw/salesforce/Opportunity", "2026-04-30").num_rows
     assert rows == sum(1 for o in seeded.salesforce["Opportunity"] if o["SystemModstamp"] < AS_OF)
+
+
+def _partition_state(lake, dataset_path: str, ds: str) -> tuple[bytes, list[str]]:
+    """The committed manifest's bytes and the partition's file names (a rewrite changes both)."""
+    folder = Path(lake.path(lake.partition(dataset_path, ds)))
+    return (folder / "_manifest.json").read_bytes(), sorted(p.name for p in folder.iterdir())
+
+
+def test_cli_extract_lands_in_a_scratch_lake_and_replaces_the_partition_only_with_replace(
+        stack, seeded, warehouse_conn, tmp_path):
+    """Issue 15: the runbook's ad-hoc extract overwrote the committed raw partition (and its ledger
+    hops), making the warehouse gate fail. Now it lands in a scratch lake unless --replace."""
+    from dataclasses import replace
+
+    from typer.testing import CliRunner
+
+    from tally import ledger
+    from tally.cli import app
+    from tally.core import profile
+    from tally.lake import Lake
+
+    d = catalog.SALESFORCE["Opportunity"]
+    real = Lake(str(tmp_path / "lake"))
+    res = _resources(stack, real, warehouse_conn)
+    start, end = ds_interval(DS)
+    extract(res, d.dataset_id, "2026-04-29", start - timedelta(days=1), start)  # an earlier ds: incremental next
+    committed = extract(res, d.dataset_id, DS, start, end)
+    home = tmp_path / "home"
+    profile.write(replace(profile.load(stack.home / "profile.json"), lake=real.uri, warehouse=warehouse_conn),
+                  home / "profile.json")
+    with psycopg.connect(warehouse_conn.conninfo()) as conn:
+        conn.execute("DELETE FROM ops.ledger WHERE ds = %s", (DS,))
+    before = _partition_state(real, d.lake_path, DS)
+    env = {"TALLY_HOME": str(home), "TALLY_PROFILE": None, "COLUMNS": "200"}
+    argv = ["extract", "salesforce", "--object", "Opportunity", "--start", DS, "--end", "2026-05-01"]
+    runner = CliRunner()
+
+    # Default: a new scratch lake under $TALLY_HOME/scratch/, incremental like the DAG's, and said so.
+    result = runner.invoke(app, argv, env=env)
+    assert result.exit_code == 0, result.output
+    (scratch_dir,) = (home / "scratch").iterdir()
+    scratch = Lake(str(scratch_dir))
+    assert f"scratch lake {scratch_dir}" in result.output
+    assert f"Landed in: {scratch_dir}/raw/salesforce/Opportunity/ds={DS}" in result.output
+    landed = scratch.read_manifest(d.lake_path, DS)
+    assert (landed.mode, landed.row_count, landed.key_checksum) == (
+        "incremental", committed["row_count"], committed["key_checksum"])
+    assert _partition_state(real, d.lake_path, DS) == before  # the committed partition is untouched
+    with psycopg.connect(warehouse_conn.conninfo()) as conn:
+        assert ledger.entries(conn, DS) == []  # and so is the ledger
+
+    # A --lake that already holds the ds is refused without --replace.
+    refused = runner.invoke(app, [*argv, "--lake", real.uri], env=env)
+    assert refused.exit_code == 2
+    assert "is already committed" in refused.stderr and "--replace" in refused.stderr
+    assert _partition_state(real, d.lake_path, DS) == before
+
+    # --replace: the profile's lake, replaced as the DAG's extract does, ledger recorded.
+    replaced = runner.invoke(app, [*argv, "--replace"], env=env)
+    assert replaced.exit_code == 0, replaced.output
+    assert f"Landed in: {real.uri}/raw/salesforce/Opportunity/ds={DS}" in replaced.output
+    after = _partition_state(real, d.lake_path, DS)
+    assert after[0] != before[0] and not set(after[1]) & (set(before[1]) - {"_manifest.json"})
+    assert real.read_manifest(d.lake_path, DS).row_count == committed["row_count"]
+    with psycopg.connect(warehouse_conn.conninfo()) as conn:
+        assert {(e.dataset, e.hop) for e in ledger.entries(conn, DS)} == {(d.dataset_id, "source"),
+                                                                            (d.dataset_id, "raw")}
+    assert len(list((home / "scratch").iterdir())) == 1  # no scratch lake for --replace
 
 
 def test_a_salesforce_rerun_killed_before_its_manifest_leaves_the_previous_version_whole(

@@ -1,9 +1,11 @@
 """The `tally` command for on-call: run the daily job, reconcile, extract, alerts, Data Docs.
 
 One module per command group (``run``, ``reconcile``, ``extract``, ``docs``, ``alerts``), each with
-a ``register(app)``; ``common`` holds the console and the profile lookup, ``airflow_api`` the REST
-client `tally run` uses. Commands reach a deployment through its profile (``tally.core.profile``:
-``$TALLY_PROFILE`` or ``$TALLY_HOME/profile.json``). More commands come from installed packages
+a ``register(app)``; ``common`` holds the console and the profile lookup, ``params`` the option
+types that validate input (and the one handler turning a user's mistake into one line and exit 2),
+``output`` the table/json/tsv printing, ``airflow_api`` the REST client `tally run` uses. Commands
+reach a deployment through its profile (``tally.core.profile``: ``$TALLY_PROFILE`` or
+``$TALLY_HOME/profile.json``). More commands come from installed packages
 through the ``tally.commands`` entry point group: the local rig (``tally_local``, the ``local``
 extra) adds ``up``, ``down``, ``status``, ``seed``, ``demo`` and ``env``.
 """
@@ -13,8 +15,10 @@ from __future__ import annotations
 import typer
 
 from tally.cli import alerts, docs, extract, reconcile, run
+from tally.cli.params import TallyGroup
 
-app = typer.Typer(help="Tally: every row accounted for, source to mart.", no_args_is_help=True,
+# TallyGroup: a user's mistake (a bad date, a missing option) is one `error: …` line and exit 2.
+app = typer.Typer(cls=TallyGroup, help="Tally: every row accounted for, source to mart.", no_args_is_help=True,
                   pretty_exceptions_show_locals=False)
 
 for _group in (run, reconcile, extract, docs, alerts):

@@ -77,6 +77,11 @@ class AirflowClient:
         iso = logical_date.isoformat()
         return self._get(f"/dags/{dag_id}/dagRuns", logical_date_gte=iso, logical_date_lte=iso).get("dag_runs", [])
 
+    def latest_run_at(self, dag_id: str, logical_date: datetime) -> dict | None:
+        """The newest run of ``dag_id`` at ``logical_date`` (a cleared run keeps its id), or None."""
+        runs = self.runs_at(dag_id, logical_date)
+        return max(runs, key=lambda r: (r.get("start_date") or "", r.get("run_after") or ""), default=None)
+
     def clear(self, dag_id: str, run_id: str) -> None:
         r = self.http.post(f"{self.base_url}/api/v2/dags/{dag_id}/dagRuns/{run_id}/clear",
                            json={"dry_run": False}, timeout=self.timeout)

@@ -6,16 +6,14 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from tally.cli import common
+from tally.cli import common, params
 from tally.cli.common import console
+from tally.cli.output import Col, Format, FormatOption, emit, new_table
+from tally.cli.params import DsnOption
 
 alerts_app = typer.Typer(help="On-call alerts recorded in ops.alerts: list (default), show, ack.",
                          invoke_without_command=True)
-DsnOption = Annotated[str | None, typer.Option(
-    "--dsn", envvar="TALLY_WAREHOUSE_DSN", show_default=False,
-    help="Warehouse holding ops.alerts (libpq conninfo or URI); default: the profile's.")]
 
 
 def _alerts_conn(dsn: str | None):
@@ -30,29 +28,44 @@ def alerts_main(ctx: typer.Context) -> None:
     if ctx.invoked_subcommand is None:
         import os
 
-        alerts_list(all_=False, ds=None, limit=50, dsn=os.environ.get("TALLY_WAREHOUSE_DSN"))
+        dsn = os.environ.get("TALLY_WAREHOUSE_DSN")
+        alerts_list(all_=False, ds=None, limit=50, dsn=dsn and params.check_dsn(dsn, "TALLY_WAREHOUSE_DSN"),
+                    fmt=Format.table)
 
 
 @alerts_app.command("list")
 def alerts_list(
     all_: Annotated[bool, typer.Option("--all", help="Include acknowledged alerts.")] = False,
-    ds: Annotated[str | None, typer.Option(help="Only this logical date (YYYY-MM-DD).")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+    ds: Annotated[str | None, params.ds_option("Only this logical date (YYYY-MM-DD).")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
     dsn: DsnOption = None,
+    fmt: FormatOption = Format.table,
 ) -> None:
     """List open alerts (newest first): what failed, where, and whether each channel got it."""
-    from rich.markup import escape
-
     from tally.alerts import store
 
     with _alerts_conn(dsn) as conn:
         rows = store.list_alerts(conn, include_acknowledged=all_, ds=ds, limit=limit)
+    records = [{k: r[k] for k in RECORD_FIELDS} for r in rows]
+    flat = [{**r, "delivery": _delivery_text(r["delivery"])} for r in records]
+    emit(fmt, records=flat, fields=RECORD_FIELDS, document={"alerts": records},
+         table=lambda: _alerts_table(rows, all_))
+
+
+# What `tally alerts list --format json|tsv` gives per alert (tsv: delivery as "channel:status,…").
+RECORD_FIELDS = ["id", "created_at", "dag_id", "ds", "gate", "category", "summary", "occurrences",
+                 "last_seen_at", "delivery", "acknowledged_at", "acknowledged_by", "note"]
+
+
+def _alerts_table(rows: list[dict], all_: bool) -> None:
+    from rich.markup import escape
+
     if not rows:
         console.print("no open alerts" if not all_ else "no alerts")
         return
-    table = Table(title="Alerts" if all_ else "Open alerts", title_justify="left")
-    for col in ("id", "raised (UTC)", "dag", "ds", "gate / task", "what", "seen", "delivery", "ack"):
-        table.add_column(col, justify="right" if col in ("id", "seen") else "left")
+    table = new_table("Alerts" if all_ else "Open alerts", [
+        Col("id", kind="number"), Col("raised (UTC)", kind="token"), Col("dag"), Col("ds", kind="token"),
+        Col("gate / task"), Col("what"), Col("seen", kind="number"), Col("delivery"), Col("ack")])
     for r in rows:
         ack = f"[green]{escape(r['acknowledged_by'] or '')}[/green]" if r["acknowledged_at"] else "[red]open[/red]"
         table.add_row(str(r["id"]), _utc(r["created_at"]), escape(r["dag_id"]), r["ds"],
@@ -63,7 +76,7 @@ def alerts_list(
 
 
 @alerts_app.command("show")
-def alerts_show(alert_id: Annotated[int, typer.Argument(metavar="ID")], dsn: DsnOption = None) -> None:
+def alerts_show(alert_id: Annotated[int, typer.Argument(metavar="ID", min=1)], dsn: DsnOption = None) -> None:
     """Print one alert as it was sent, with its delivery status and acknowledgement."""
     from tally.alerts import store
     from tally.alerts.model import Alert
@@ -75,7 +88,7 @@ def alerts_show(alert_id: Annotated[int, typer.Argument(metavar="ID")], dsn: Dsn
         raise typer.Exit(1)
     fields = set(Alert.__dataclass_fields__)
     alert = Alert(**{k: v for k, v in row["payload"].items() if k in fields})
-    console.print(alert.text(), markup=False, highlight=False)
+    console.print(alert.text(), markup=False, highlight=False, soft_wrap=True)  # links stay whole
     for channel, d in row["delivery"].items():
         console.print(f"{channel}: {d.get('status')} {d.get('error') or d.get('detail') or ''} {d.get('at', '')}",
                       markup=False, highlight=False)
@@ -87,9 +100,11 @@ def alerts_show(alert_id: Annotated[int, typer.Argument(metavar="ID")], dsn: Dsn
 
 @alerts_app.command("ack")
 def alerts_ack(
-    alert_id: Annotated[int, typer.Argument(metavar="ID")],
-    by: Annotated[str | None, typer.Option(help="Who handles it; default: your user name.")] = None,
-    note: Annotated[str | None, typer.Option(help="What you found or did.")] = None,
+    alert_id: Annotated[int, typer.Argument(metavar="ID", min=1)],
+    by: Annotated[str | None, typer.Option(callback=params.not_blank,
+                                           help="Who handles it; default: your user name.")] = None,
+    note: Annotated[str | None, typer.Option(callback=params.not_blank,
+                                             help="What you found or did.")] = None,
     dsn: DsnOption = None,
 ) -> None:
     """Acknowledge an alert: it leaves the open list; who and the note are kept."""
@@ -108,6 +123,10 @@ def alerts_ack(
                       f"{_utc(row['acknowledged_at'])} UTC (kept)", markup=False)
         return
     console.print(f"acknowledged alert {alert_id} ({row['gate']}, ds={row['ds']}) as {by}", markup=False)
+
+
+def _delivery_text(delivery: dict) -> str:
+    return ",".join(f"{c}:{d.get('status')}" for c, d in (delivery or {}).items())
 
 
 def _delivery_cell(delivery: dict) -> str:

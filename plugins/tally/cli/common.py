@@ -1,16 +1,17 @@
-"""What every `tally` command shares: the console and the deployment's profile."""
+"""What every `tally` command shares: the console (``tally.cli.output``) and the deployment's profile."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
+
+from tally.cli.output import console
 
 if TYPE_CHECKING:
-    from tally.core.profile import Profile
+    from tally.core.profile import AirflowApi, Profile
 
-console = Console()
+__all__ = ["airflow_login", "airflow_login_line", "console", "require_profile"]
 
 
 def require_profile() -> Profile:
@@ -23,3 +24,17 @@ def require_profile() -> Profile:
                       "first (the local stack writes it), or point TALLY_PROFILE at a deployment's profile.")
         raise typer.Exit(1)
     return found
+
+
+def airflow_login(api: AirflowApi) -> dict[str, str]:
+    """Where Airflow's UI is and how to log in: the user and the file holding the password (the
+    profile's ``password_file``, else the profile itself). Never the password."""
+    from tally.core import profile
+
+    password_file = api.password_file or str(profile.profile_path())
+    return {"url": api.url, "user": api.user, "password_file": password_file}
+
+
+def airflow_login_line(api: AirflowApi) -> str:
+    login = airflow_login(api)
+    return f"Airflow UI: {login['url']}  login: {login['user']}, password in {login['password_file']}"

@@ -3,63 +3,140 @@ current rows vs the warehouse (``tally.reconcile``)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from tally.cli import common
+from tally.cli import common, params
 from tally.cli.common import console
+from tally.cli.output import Format, FormatOption
+
+if TYPE_CHECKING:
+    from tally.core.profile import Profile
+    from tally.reconcile.verdict import DagRun
 
 
 def reconcile(
-    ds: Annotated[str | None, typer.Option(help="Logical date YYYY-MM-DD (required without --full)")] = None,
+    ds: Annotated[str | None, params.ds_option("Logical date YYYY-MM-DD (required without --full)")] = None,
     full: Annotated[bool, typer.Option("--full", help="Compare every ERP key and version, source vs warehouse, "
                                        "and heal what differs (docs/reconciliation.md).")] = False,
     heal: Annotated[bool, typer.Option(help="With --full: re-extract what differs (--no-heal: only report).")] = True,
-    table: Annotated[list[str] | None, typer.Option(help="With --full: only this ERP table (repeatable).")] = None,
+    table: params.ErpTableOption = None,
+    fmt: FormatOption = Format.table,
 ) -> None:
-    """Print rows at every hop for ds from the ledger, name the first hop that lost rows, and
-    show sample keys missing between the lake and the warehouse (and the mart). With --full,
-    reconcile the ERP's current rows with the warehouse instead."""
+    """Print rows and key checksums at every hop for ds from the ledger, judged with what
+    tally_daily's run for ds did (its task states, from Airflow's API): the hop that lost rows, or
+    the failed task that stopped a dataset before a hop, or that the ds has no run; sample keys of
+    what was lost. Exit 0 every hop agrees, 1 rows lost at a hop that ran, 2 usage error, 3 not
+    loaded (a task failed), 4 no run for ds, 5 run in progress. With --full, reconcile the ERP's
+    current rows with the warehouse instead."""
     if full:
-        _reconcile_full(table, heal)
+        if ds is not None:
+            raise params.InputError("--full compares every current ERP row, not one ds: drop --ds")
+        _reconcile_full(table, heal, fmt)
         return
     if ds is None:
-        console.print("[red]--ds is required (or --full)[/red]")
-        raise typer.Exit(2)
+        raise params.InputError("--ds is required (or --full)")
+    if table:
+        raise params.InputError("--table applies with --full only")
+    _reconcile_ds(ds, fmt)
+
+
+def _reconcile_ds(ds: str, fmt: Format) -> None:
+    """The ledger's flow for ds judged with the run's task states (``tally.reconcile.verdict``);
+    exits with the verdict's code (0 ok, 1 lost, 3 not loaded, 4 no run, 5 in progress)."""
     import psycopg
 
     from tally import ledger
-    from tally.reconcile.keys import key_diff
-    from tally.reconcile.report import divergences, flow_table
+    from tally.cli.output import emit
+    from tally.reconcile.report import flow_records, flow_table
+    from tally.reconcile.verdict import Code, judge
 
     profile = common.require_profile()
     with psycopg.connect(profile.warehouse.conninfo()) as conn:
         flow = ledger.flow(conn, ds)
-    if not flow:
-        console.print(f"no ledger entries for ds={ds}")
-        raise typer.Exit(1)
-    console.print(flow_table(flow, ds))
-    lost = divergences(flow)
-    for line in lost:
-        console.print(f"[red]{line}[/red]")
+    run, known, note = dag_run_of(profile, ds)
+    judgement = judge(flow, run, ds, airflow_known=known)
+    # sample keys compare the lake with the warehouse (and the mart): only where this run loaded it
+    lost = [d for d, v in judgement.verdicts.items() if v.code is Code.LOST and "warehouse" in v.current]
+    keys = _lost_keys(profile, ds, lost)
+    records = flow_records(flow, judgement)
+    if fmt is not Format.table and note:
+        typer.echo(note, err=True)
+
+    def show() -> None:
+        if note:
+            console.print(note, style="yellow", markup=False, highlight=False)
+        if flow or judgement.verdicts:
+            console.print(flow_table(flow, ds, judgement))
+        style = "green" if judgement.code is Code.OK else "red" if judgement.code is Code.LOST else "yellow"
+        console.print(f"{judgement.headline} (exit {int(judgement.code)})", style=style, markup=False,
+                      highlight=False)
+        for line in keys.values():
+            console.print(line, style="red", markup=False, highlight=False)
+
+    document = {"ds": ds, "headline": judgement.headline, "code": int(judgement.code), "airflow": note or "read",
+                "datasets": records, "lost_keys": keys}
+    emit(fmt, records=records, fields=list(records[0]) if records else ["dataset"], document=document, table=show)
+    raise typer.Exit(int(judgement.code))
+
+
+def dag_run_of(profile: Profile, ds: str) -> tuple[DagRun | None, bool, str | None]:
+    """(the ds's tally_daily run or None when it has none, whether Airflow answered, a one-line
+    note when it did not): the verdict then rests on the ledger alone."""
+    from urllib.parse import urlsplit
+
+    import requests
+
+    from tally.cli.airflow_api import AirflowClient
+    from tally.core.dates import ds_interval
+    from tally.reconcile.verdict import DAG_ID, DagRun
+
+    fallback = "verdicts from the ledger alone"
+    if profile.airflow is None:
+        return None, False, f"The profile names no Airflow API: {fallback}."
+    parts = urlsplit(profile.airflow.url)
+    where = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")  # never a userinfo
+    try:
+        client = AirflowClient(profile.airflow.url, profile.airflow.user, profile.airflow.password, timeout=10)
+        found = client.latest_run_at(DAG_ID, ds_interval(ds)[0])
+        if found is None:
+            return None, True, None
+        tasks = client.tasks(DAG_ID, found["dag_run_id"])
+    except (requests.RequestException, RuntimeError, ValueError, KeyError) as exc:
+        reason = type(exc).__name__
+        if isinstance(exc, requests.HTTPError) and exc.response is not None:
+            reason += f" {exc.response.status_code}"
+        elif isinstance(exc, RuntimeError):  # the client's own message: the login's status and reply
+            reason = " ".join(str(exc).split())[:120]
+        return None, False, f"Airflow unreachable at {where} ({reason}): {fallback}."
+    return DagRun(found["dag_run_id"], found.get("state"), {t.task_id: t.state for t in tasks}), True, None
+
+
+def _lost_keys(profile: Profile, ds: str, datasets: list[str]) -> dict[str, str]:
+    """Sample keys missing between the lake and the warehouse (and the mart) of datasets that lost rows."""
+    from tally.reconcile.keys import key_diff
+
+    out: dict[str, str] = {}
+    if not datasets:
+        return out
     res = profile.resources()
-    for dataset in sorted(flow):
+    for dataset in datasets:
         try:
             diff = key_diff(res.lake, res.warehouse, dataset, ds)
         except (KeyError, FileNotFoundError):
             continue
         if diff and (diff.missing_count or diff.extra_count):
-            console.print(f"[red]{dataset}: {diff.missing_count} key(s) in {diff.left} missing from {diff.right}"
-                          f"{', e.g. ' + ', '.join(diff.missing) if diff.missing else ''}; {diff.extra_count} extra"
-                          f"{', e.g. ' + ', '.join(diff.extra) if diff.extra else ''}[/red]")
-            lost.append(dataset)
-    raise typer.Exit(1 if lost else 0)
+            out[dataset] = (f"{dataset}: {diff.missing_count} key(s) in {diff.left} missing from {diff.right}"
+                            f"{', e.g. ' + ', '.join(diff.missing) if diff.missing else ''}; {diff.extra_count} extra"
+                            f"{', e.g. ' + ', '.join(diff.extra) if diff.extra else ''}")
+    return out
 
 
-def _reconcile_full(tables: list[str] | None, heal: bool) -> None:
+def _reconcile_full(tables: list[str] | None, heal: bool, fmt: Format = Format.table) -> None:
     """`tally reconcile --full`: one row per ERP table; exit 1 while differences are left."""
+    from tally.cli.output import emit
     from tally.reconcile.full import PROBLEMS, Options, erp_datasets, reconcile_table
 
     res = common.require_profile().resources()
@@ -74,6 +151,7 @@ def _reconcile_full(tables: list[str] | None, heal: bool) -> None:
         out.add_column(col, justify="left" if col in ("table", "status", "cutoff") else "right")
     left_total = 0
     details = []
+    records, reports = [], []
     for d in datasets:
         with console.status(f"reconciling {d.dataset_id}") as status:
             r = reconcile_table(res.erp, res.lake, res.warehouse, d, Options(heal=heal),
@@ -88,9 +166,20 @@ def _reconcile_full(tables: list[str] | None, heal: bool) -> None:
             details.append(f"{d.dataset_id} {category}: {', '.join(map(str, keys))}"
                            + (" …" if r.found[category] > len(keys) else ""))
         details += [f"{d.dataset_id}: {note}" for note in r.notes]
-    console.print(out)
-    for line in details:
-        console.print(f"  {line}", markup=False, highlight=False)
+        reports.append(r)
+        records.append({"table": d.dataset_id, "status": r.status, "source_rows": r.source_rows, "cutoff": r.cutoff,
+                        **{c: r.found.get(c, 0) for c in (*PROBLEMS, "in_flight", "quarantined")},
+                        "healed": sum(r.healed.values()), "left": r.problems_left,
+                        "seconds": round(r.seconds.get("total", 0), 1)})
+
+    def show() -> None:
+        console.print(out)
+        for line in details:
+            console.print(f"  {line}", markup=False, highlight=False)
+
+    tables = [{**rec, "samples": r.samples, "notes": r.notes} for rec, r in zip(records, reports, strict=True)]
+    emit(fmt, records=records, fields=list(records[0]) if records else ["table"], table=show,
+         document={"tables": tables, "problems_left": left_total})
     raise typer.Exit(1 if left_total else 0)
 
 

@@ -7,10 +7,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
-from tally.cli import common
+from tally.cli import common, params
 from tally.cli.common import console
+from tally.cli.output import print_line
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -76,7 +78,8 @@ def _progress_table(ds: str, run: dict, tasks, elapsed: float) -> Table:
     return table
 
 
-def run_cmd(ds: Annotated[str | None, typer.Option(help="Logical date YYYY-MM-DD; default: last seeded day.")] = None) -> None:
+def run_cmd(ds: Annotated[str | None, params.ds_option("Logical date YYYY-MM-DD; default: last seeded day.")]
+            = None) -> None:
     """Run tally_daily for one ds through the Airflow scheduler, then print the summary."""
     profile = common.require_profile()
     ds = ds or profile.default_ds()
@@ -103,8 +106,10 @@ def summary(profile: Profile, ds: str) -> None:
     import psycopg
 
     from tally import ledger
+    from tally.cli.reconcile import dag_run_of
     from tally.ledger import validation_log
-    from tally.reconcile.report import divergences, flow_table, gates_table
+    from tally.reconcile.report import flow_table, gates_table
+    from tally.reconcile.verdict import judge
 
     wh = profile.warehouse
     with psycopg.connect(wh.conninfo()) as conn:
@@ -114,19 +119,21 @@ def summary(profile: Profile, ds: str) -> None:
         mart_rows = conn.execute(
             "SELECT count(*) FROM marts.mart_rep_performance WHERE ds = %s", (ds,)
         ).fetchone()[0] if exists else 0
-    console.print(flow_table(flow, ds))
+    run, known, note = dag_run_of(profile, ds)  # judge each hop by whether its task ran
+    judgement = judge(flow, run, ds, airflow_known=known)
+    if note:
+        console.print(note, style="yellow", markup=False, highlight=False)
+    console.print(flow_table(flow, ds, judgement))
     console.print(gates_table(gates))
-    for line in divergences(flow):
-        console.print(f"[red]{line}[/red]")
+    console.print(judgement.headline, markup=False, highlight=False)
     console.print(f"\n[bold]mart_rep_performance[/bold]: {mart_rows:,} rows for ds={ds}")
     pgpass = _write_pgpass(wh)
     if profile.airflow:
-        af = profile.airflow
-        console.print(f"Airflow UI: [link={af.url}]{af.url}[/link]  login: {af.user}"
-                      + (f", password in {af.password_file}" if af.password_file else ""))
+        print_line(common.airflow_login_line(profile.airflow), markup=False)
     psql = " ".join([f"PGPASSFILE={pgpass}", "psql", "-h", wh.host, "-p", str(wh.port), "-U", wh.user, wh.dbname,
                      "-c", f"'{ANALYST_QUERY}'"])
-    console.print(f"Analysts, paste:\n  [bold]{psql}[/bold]")
+    console.print("Analysts, paste:")
+    print_line(f"  [bold]{escape(psql)}[/bold]")
     console.print("The stack keeps running: [bold]make down[/bold] (or `tally down`) stops it; "
                   "delete .tally/ to reset.")
 

@@ -11,9 +11,10 @@ from tally.sources import Progress
 
 
 def extract(res: Resources, dataset_id: str, ds: str, start: datetime, end: datetime,
-            progress: Progress | None = None) -> dict:
+            progress: Progress | None = None, ledger: bool = True) -> dict:
     """Land one source dataset for the interval (its source found by ``tally.sources.for_dataset``);
-    ledger: source and raw hops."""
+    ledger: source and raw hops (not with ``ledger=False``: an ad-hoc extract to a scratch lake
+    must not replace the evidence of what the DAG landed)."""
     check_ds(ds)
     dataset = catalog.get(dataset_id)
     manifest = sources.for_dataset(res, dataset).extract(res.lake, dataset, ds, start, end, progress=progress)
@@ -27,12 +28,13 @@ def extract(res: Resources, dataset_id: str, ds: str, start: datetime, end: date
         details |= {"source_count": manifest["source_count"], "tombstones": manifest.get("tombstones", 0),
                     "quarantined": manifest.get("quarantined", 0),
                     "quarantine": (manifest.get("quarantine") or {}).get("reasons", {})}
-    record(
-        res,
-        Entry(ds, dataset_id, "source", expected_raw_rows(manifest), None, details),
-        Entry(ds, dataset_id, "raw", manifest["row_count"], manifest["key_checksum"],
-              {**details, "files": manifest["files"]}),
-    )
+    if ledger:
+        record(
+            res,
+            Entry(ds, dataset_id, "source", expected_raw_rows(manifest), None, details),
+            Entry(ds, dataset_id, "raw", manifest["row_count"], manifest["key_checksum"],
+                  {**details, "files": manifest["files"]}),
+        )
     keys = ("dataset", "row_count", "source_count", "key_checksum", "mode", "overlap_rows", "api", "schema_drift",
             "tombstones", "quarantined")
     return {k: manifest.get(k) for k in keys}
