@@ -28,7 +28,12 @@ For the run's data interval (one UTC day; **ds** = the interval's start date):
    `mart_revenue_by_country`, `mart_account_health`) with the tests after each model. One task,
    not a task per model: measured by `bench/dbt_in_airflow.py` (see `docs/marts.md`).
 8. **gate_mart**: each mart's GX suite, and its rows and money totals reconciled exactly (in SQL,
-   numeric) with the curated zone.
+   numeric) with the curated zone. On success it updates the marts' assets, which trigger
+   `tally_reconcile`.
+
+A run not finished 3 hours after it was queued pages on-call (a `DeadlineAlert`); at 6 hours
+(`dagrun_timeout`) it is failed. Gate task logs hold one line per suite (`PASSED 7/7 checks`,
+`FAILED 1/7 checks: …`).
 
 Every stage writes row counts and key checksums to `ops.ledger`; every gate writes
 `ops.validation_results`. A failed gate stops everything downstream. Data problems raise
@@ -42,21 +47,45 @@ from datetime import timedelta
 
 import pendulum
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import Asset, CronDataIntervalTimetable, TaskGroup, TriggerRule, dag, task
+from airflow.sdk import (
+    Asset,
+    AsyncCallback,
+    CronDataIntervalTimetable,
+    DeadlineAlert,
+    DeadlineReference,
+    TaskGroup,
+    TriggerRule,
+    dag,
+    task,
+)
 
 from tally import contract  # standard library only: cheap at parse time
-from tally.airflow.callback import alert_on_failure  # cheap: loads nothing until a task fails
+from tally.airflow.callback import alert_on_failure, deadline_missed  # cheap: load nothing until called
 from tally.airflow.macros import MACROS, SPARK_LAUNCH_KEYS  # cheap: imports nothing until rendered
 
 DS = "{{ data_interval_start | ds }}"
-MARTS = [Asset(name=f"{contract.MART_SCHEMA}.{m}", uri=f"tally://warehouse/{contract.MART_SCHEMA}/{m}")
-         for m in contract.MARTS]
+MARTS = [Asset(name=name, uri=uri) for name, uri in contract.MART_ASSETS.items()]
+# A run that has not finished DEADLINE after it was queued pages on-call (Airflow 3's DeadlineAlert,
+# SLAs' successor); one still running at RUN_TIMEOUT is failed, so the next ds can start.
+DEADLINE = timedelta(hours=3)
+RUN_TIMEOUT = timedelta(hours=6)
+SPARK_DOCS = {
+    "conformed_customers": "ERP customers resolved to Salesforce accounts (15/18-char and missing references "
+                           "reported): `curated/conformed_customers`.",
+    "opportunity_enrichment": "Latest live opportunities joined with accounts, owners, FX rates, the conformed "
+                              "customer and linked ERP orders: `curated/opportunities`, `curated/order_links`.",
+    "rep_rankings": "PERCENT_RANK / DENSE_RANK of owners per region and quarter: `curated/rep_rankings`.",
+    "account_engagement": "Activity events per account (after `land_events` drained the topic): "
+                          "`curated/account_engagement`.",
+}
 
 
 def spark_job(job: str) -> SparkSubmitOperator:
     """``spark-submit --py-files <library> spark_jobs/<job>.py`` on the ``spark_default`` connection's master."""
     return SparkSubmitOperator(
         task_id=f"spark_{job}",
+        doc_md=f"`spark-submit spark_jobs/{job}.py` for the ds on `spark_default`. {SPARK_DOCS[job]} "
+               "Retried once; on-call: `docs/runbook.md#spark-job-failed`.",
         application=f"{{{{ spark_application({job!r}) }}}}",
         py_files="{{ spark_py_files() }}",
         conn_id="spark_default",
@@ -71,10 +100,14 @@ def spark_job(job: str) -> SparkSubmitOperator:
 
 @dag(
     dag_id="tally_daily",
+    description="One ds from Salesforce, the ERP and Kafka to the marts, gated at every hop",
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
+    dagrun_timeout=RUN_TIMEOUT,
+    deadline=DeadlineAlert(reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=DEADLINE,
+                           callback=AsyncCallback(deadline_missed, kwargs={"within": "3 hours after it was queued"})),
     tags=["tally", "salesforce", "erp", "marts"],
     doc_md=__doc__,
     default_args={"owner": "data-platform", "retries": 2, "retry_delay": timedelta(seconds=30),
@@ -84,22 +117,27 @@ def spark_job(job: str) -> SparkSubmitOperator:
 def tally_daily():
     @task(retries=3, retry_delay=timedelta(seconds=20), retry_exponential_backoff=True)
     def extract(dataset_id: str, data_interval_start=None, data_interval_end=None, run_id=None) -> dict:
+        """Land one dataset's interval in the raw zone (doc_md set per dataset below)."""
         from tally.airflow import tasks
 
         return tasks.extract(dataset_id, tasks.ds_of(data_interval_start), data_interval_start, data_interval_end,
                              run_id)
 
-    @task(trigger_rule=TriggerRule.ALL_DONE)
+    @task(trigger_rule=TriggerRule.ALL_DONE, show_return_value_in_logs=False)
     def gate_raw(landed: dict[str, dict | None], data_interval_start=None, run_id=None) -> list[dict]:
-        """One task for every dataset's raw gate, once the extracts are done. A failed extract
-        (no result) alerted for itself and is not validated; Spark waits for every extract too."""
+        """One task for every dataset's raw gate (`expectations/raw.<dataset>.json` and the schema
+        check), once the extracts are done. A failed extract (no result) alerted for itself and is not
+        validated; Spark waits for every extract too. The log has one line per suite (`PASSED 7/7
+        checks` / `FAILED 1/7 checks: …`); one alert per failed dataset. On-call:
+        `docs/runbook.md#raw-gate-failed`."""
         from tally.airflow import tasks
 
         extracted = [dataset_id for dataset_id, result in landed.items() if result is not None]
         return tasks.gate_raw(tasks.ds_of(data_interval_start), extracted, run_id)
 
     with TaskGroup(group_id="land"):
-        extracts = {dataset_id: extract.override(task_id=f"extract_{dataset_id.replace('.', '_')}")(dataset_id)
+        extracts = {dataset_id: extract.override(task_id=f"extract_{dataset_id.replace('.', '_')}",
+                                                 doc_md=extract_doc(dataset_id))(dataset_id)
                     for dataset_id in contract.RAW_DATASETS}
         gated = gate_raw(extracts)
 
@@ -116,39 +154,63 @@ def tally_daily():
     conformed >> enrichment >> [rankings, engagement]
     land_events() >> engagement
 
-    @task
+    @task(show_return_value_in_logs=False)
     def gate_curated(data_interval_start=None, run_id=None) -> list[dict]:
+        """Spark's outputs hold exactly the live records the raw zone implies (row counts and key
+        checksums computed independently), keys unique, domains valid, manifests' counts add up.
+        One log line per suite. On-call: `docs/runbook.md#curated-gate-failed`."""
         from tally.airflow import tasks
 
         return tasks.gate_curated(tasks.ds_of(data_interval_start), run_id)
 
-    @task
+    @task(show_return_value_in_logs=False)
     def gate_warehouse(data_interval_start=None, run_id=None) -> list[dict]:
+        """Every table's ds slice in Postgres, counted and checksummed in SQL, equals the lake
+        manifest it was loaded from. One log line per table. On-call:
+        `docs/runbook.md#warehouse-gate-failed`."""
         from tally.airflow import tasks
 
         return tasks.gate_warehouse(tasks.ds_of(data_interval_start), run_id)
 
     @task
     def load_warehouse(data_interval_start=None, run_id=None) -> list[dict]:
+        """COPY the ds's raw and curated partitions into Postgres, one transaction per (table, ds):
+        idempotent, safe to clear. On-call: `docs/runbook.md#warehouse-load-failed`."""
         from tally.airflow import tasks
 
         return tasks.load(tasks.ds_of(data_interval_start), run_id)
 
     @task
     def dbt_build(data_interval_start=None, run_id=None) -> None:
+        """One `dbt build` for the ds: staging and intermediate views, SCD2 snapshots, unit tests, the
+        four marts with their tests. On-call: `docs/runbook.md#dbt-build-failed`."""
         from tally.airflow import tasks
 
         tasks.dbt_build(tasks.ds_of(data_interval_start), run_id)
 
-    @task(outlets=MARTS)
-    def gate_mart(data_interval_start=None, run_id=None) -> list[dict]:
+    @task(outlets=MARTS, show_return_value_in_logs=False)
+    def gate_mart(data_interval_start=None, run_id=None, outlet_events=None) -> list[dict]:
+        """Each mart's suite, and its rows and money totals reconciled exactly with the curated zone.
+        On success it updates the marts' assets (their events carry the ds), which triggers
+        `tally_reconcile`. One log line per suite. On-call: `docs/runbook.md#mart-gate-failed`."""
         from tally.airflow import tasks
 
-        return tasks.gate_mart(tasks.ds_of(data_interval_start), run_id)
+        ds = tasks.ds_of(data_interval_start)
+        results = tasks.gate_mart(ds, run_id)
+        for asset in MARTS:
+            outlet_events[asset].extra = {"ds": ds}
+        return results
 
     [*extracts.values(), gated] >> conformed
     loaded = [rankings, engagement] >> gate_curated() >> load_warehouse() >> gate_warehouse()
     loaded >> dbt_build() >> gate_mart()
+
+
+def extract_doc(dataset_id: str) -> str:
+    source, name = dataset_id.split(".", 1)
+    return (f"Land `{dataset_id}` changed in the run's data interval (with the overlap window) to "
+            f"`raw/{source}/{name}/ds=<ds>/` and its `_manifest.json`; ledger: source and raw hops. Re-running "
+            "replaces the ds. Retried on transient errors; on-call: `docs/runbook.md#extraction-gave-up`.")
 
 
 tally_daily()

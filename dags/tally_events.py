@@ -41,6 +41,7 @@ RAW_EVENTS = Asset(name="raw.kafka.activity", uri="tally://lake/raw/kafka/activi
 
 @dag(
     dag_id="tally_events",
+    description="Land the Kafka activity stream in the lake every 15 minutes, offsets committed after",
     schedule=CronTriggerTimetable("*/15 * * * *", timezone="UTC"),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
@@ -54,12 +55,18 @@ RAW_EVENTS = Asset(name="raw.kafka.activity", uri="tally://lake/raw/kafka/activi
 def tally_events():
     @task(outlets=[RAW_EVENTS], retries=3, retry_exponential_backoff=True)
     def land(run_id=None) -> dict:
+        """Read `tally.activity` from the group's committed offsets until drained (at most
+        `MAX_MESSAGES`) and land micro-batches in `raw/kafka/activity/ds=<ds>/`, malformed messages in
+        the quarantine zone; offsets committed only after a batch is in the lake. Safe to clear."""
         from tally.airflow import tasks
 
         return tasks.land_events(run_id, MAX_MESSAGES, BATCH_SIZE, contract.EVENTS_TOPIC, contract.EVENTS_GROUP)
 
     @task
     def record_ledger(report: dict, run_id=None) -> list[str]:
+        """One `ops.ledger` row (`kafka.activity`, hop raw) per ds the landing touched, with offsets,
+        quarantine counts and the consumer lag left; fails (no retry) when more than 5 % of the run's
+        messages were quarantined. On-call: `docs/sources/kafka.md`."""
         from tally.airflow import tasks
 
         return tasks.record_events_ledger(report, run_id, QUARANTINE_ALERT)

@@ -17,8 +17,9 @@ databases, and heals what it finds:
    found, **one alert** (per DAG, ds and check) with the counts, found / healed / left; fails
    (no retry) if anything is left unhealed.
 
-Runs at 06:00 UTC, after `tally_daily`'s midnight run. Do not clear it while `tally_daily` is
-extracting the ERP. On-call: `docs/runbook.md#full-reconciliation-found-differences`,
+Triggered by the marts' assets: it runs once `tally_daily`'s `gate_mart` has passed for a ds
+(that ds is the run's ds), so never while `tally_daily` is extracting the ERP. Do not clear it
+while `tally_daily` is running. On-call: `docs/runbook.md#full-reconciliation-found-differences`,
 `tally reconcile --full --no-heal --table erp.<table>`; design: `docs/reconciliation.md`.
 """
 
@@ -27,7 +28,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import CronTriggerTimetable, dag, task
+from airflow.sdk import Asset, dag, task
 
 from tally import contract  # standard library only: cheap at parse time
 from tally.airflow.callback import alert_on_failure  # cheap: loads nothing until a task fails
@@ -35,7 +36,8 @@ from tally.airflow.callback import alert_on_failure  # cheap: loads nothing unti
 
 @dag(
     dag_id="tally_reconcile",
-    schedule=CronTriggerTimetable("0 6 * * *", timezone="UTC"),
+    description="Every ERP key and version against the warehouse after each daily run; heals what differs",
+    schedule=[Asset(name=name, uri=uri) for name, uri in contract.MART_ASSETS.items()],  # tally_daily's gate_mart
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,  # heals rewrite the newest raw partition: one writer at a time
@@ -48,15 +50,23 @@ from tally.airflow.callback import alert_on_failure  # cheap: loads nothing unti
 def tally_reconcile():
     @task(retries=2, retry_exponential_backoff=True)
     def reconcile(dataset_id: str, run_id=None) -> dict:
+        """Compare one ERP table with `reconcile.erp_<table>_current` by key and version (segment
+        checksums, bisection), classify missing / extra / stale / in-flight keys, heal them into the
+        newest loaded ds and compare again. See `docs/reconciliation.md`."""
         from tally.airflow import tasks
 
         return tasks.reconcile_table(dataset_id, run_id)
 
     @task(retries=0)
-    def check(reports: list[dict], data_interval_start=None, run_id=None, ti=None) -> dict:
+    def check(reports: list[dict], triggering_asset_events=None, data_interval_start=None, dag_run=None,
+              run_id=None, ti=None) -> dict:
+        """One `ops.validation_results` row per table (hop `reconcile`) and, when anything was found,
+        one alert with found / healed / left; fails (no retry) if anything is left unhealed. On-call:
+        `docs/runbook.md#full-reconciliation-found-differences`."""
         from tally.airflow import tasks
 
-        return tasks.reconcile_check(tasks.ds_of(data_interval_start), list(reports), run_id, ti.dag_id, ti.task_id)
+        ds = tasks.triggering_ds(triggering_asset_events, data_interval_start, getattr(dag_run, "run_after", None))
+        return tasks.reconcile_check(ds, list(reports), run_id, ti.dag_id, ti.task_id)
 
     reports = [reconcile.override(task_id=f"reconcile_erp_{name}")(f"erp.{name}") for name in contract.ERP_TABLES]
     check(reports)

@@ -39,6 +39,9 @@ SPARK_JOBS: tuple[str, ...] = ("conformed_customers", "opportunity_enrichment", 
 MART_SCHEMA = "marts"
 MARTS: tuple[str, ...] = ("mart_rep_performance", "mart_o2r_pipeline", "mart_revenue_by_country",
                           "mart_account_health")
+# Airflow assets (name -> URI): tally_daily's gate_mart emits them once the marts of a ds passed,
+# and they trigger tally_reconcile.
+MART_ASSETS: dict[str, str] = {f"{MART_SCHEMA}.{m}": f"tally://warehouse/{MART_SCHEMA}/{m}" for m in MARTS}
 
 # -- Kafka: the activity events --------------------------------------------------------------------
 EVENTS_TOPIC = "tally.activity"

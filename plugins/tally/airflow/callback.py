@@ -77,3 +77,56 @@ def raise_failure_alert(context: Any, config=None, warehouse_conninfo: str | Non
         secrets=[s for s in secrets if s],
     )
     return [raise_alert(alert, config, warehouse_conninfo) for alert in alerts]
+
+
+async def deadline_missed(context: dict, within: str = "") -> None:
+    """The ``DeadlineAlert`` callback of ``tally_daily`` (run by Airflow's triggerer when a run has
+    not finished in time): one on-call alert per (DAG, ds), category ``deadline_missed``."""
+    import asyncio
+
+    try:
+        await asyncio.to_thread(raise_deadline_alert, context, within)
+    except Exception:
+        log.exception("could not raise the deadline alert")
+
+
+def raise_deadline_alert(context: dict, within: str = "", config=None, warehouse_conninfo: str | None = None):
+    """The work behind :func:`deadline_missed`. ``context`` is what Airflow hands a deadline
+    callback: ``{"dag_run": <the run as the REST API shows it>, "deadline": {"deadline_time": …}}``.
+    Returns the ``tally.alerts.dispatch.Outcome``."""
+    from tally.airflow.connections import WAREHOUSE_CONN, alert_config, postgres
+    from tally.alerts.dispatch import raise_alert
+    from tally.alerts.model import DEADLINE_TASK, task_alert
+
+    run = context.get("dag_run") or {}
+    dag_id, run_id = run.get("dag_id") or "unknown", run.get("dag_run_id") or run.get("run_id")
+    ds = _run_ds(run)
+    deadline = (context.get("deadline") or {}).get("deadline_time")
+    state = run.get("state") or "unknown"
+    message = (f"{dag_id} ds={ds} had not finished {within or 'in time'} (deadline {deadline}); "
+               f"run {run_id} is {state}")
+    config = config or alert_config()
+    secrets = list(config.secrets())
+    if warehouse_conninfo is None:
+        try:
+            warehouse = postgres(WAREHOUSE_CONN)
+            warehouse_conninfo = warehouse.conninfo()
+            secrets.append(warehouse.password)
+        except Exception:  # no warehouse Connection: raise_alert sends without recording
+            warehouse_conninfo = None
+    alert = task_alert(dag_id, ds, DEADLINE_TASK, message, run_id=run_id, data_docs_url=config.data_docs_url,
+                       runbook_url=config.runbook_url, secrets=[s for s in secrets if s])
+    alert.title = f"Run missed its deadline: {dag_id} ds={ds}"
+    alert.summary = message
+    return raise_alert(alert, config, warehouse_conninfo)
+
+
+def _run_ds(run: dict) -> str:
+    """The ds of a run as the REST API shows it: its data interval's start date (else its logical
+    date, else when it was due)."""
+    from tally.core.dates import parse_instant
+
+    for key in ("data_interval_start", "logical_date", "run_after"):
+        if run.get(key):
+            return parse_instant(str(run[key]), key).date().isoformat()
+    return "unknown"

@@ -42,6 +42,23 @@ def ds_of(interval_start: datetime) -> str:
     return interval_start.strftime("%Y-%m-%d")
 
 
+def triggering_ds(events: Any = None, interval_start: datetime | None = None, run_after: datetime | None = None) -> str:
+    """The ds of an asset-triggered run (``tally_reconcile``): the newest ``ds`` in the extras of
+    the asset events that triggered it (``tally_daily``'s ``gate_mart`` sets it); else the run's
+    data interval (a run triggered with a logical date); else the day before it was due."""
+    from datetime import timedelta
+
+    found = [str(e.extra["ds"]) for evs in (events or {}).values() for e in evs
+             if isinstance(getattr(e, "extra", None), dict) and e.extra.get("ds")]
+    if found:
+        return max(found)
+    if interval_start is not None:
+        return ds_of(interval_start)
+    if run_after is not None:
+        return ds_of(run_after - timedelta(days=1))
+    raise ValueError("no ds: the run was not triggered by the marts' assets and has no data interval")
+
+
 # -- tally_daily --------------------------------------------------------------------------------------
 def extract(dataset_id: str, ds: str, start: datetime, end: datetime, run_id: str | None) -> dict:
     source = dataset_id.split(".")[0]

@@ -39,7 +39,9 @@ CATEGORIES: dict[str, tuple[str, str]] = {
     "load_failed": ("Warehouse load failed", "warehouse-load-failed"),
     "dbt_failed": ("dbt build failed", "dbt-build-failed"),
     "task_failed": ("Task failed", "another-task-failed"),
+    "deadline_missed": ("Run missed its deadline", "run-missed-its-deadline"),
 }
+DEADLINE_TASK = "deadline"  # the task id of a DAG run's deadline alert (tally.airflow.callback)
 SAMPLE_SHOWN = 5  # sample keys per failure in text and Slack (the webhook JSON carries all, up to 10)
 MAX_ERROR = 1800  # characters of a task's error kept in an alert
 
@@ -58,7 +60,8 @@ class Alert:
     hop: str | None = None
     dataset: str | None = None
     suites: list[str] = field(default_factory=list)
-    # one per failed expectation: suite, expectation, column, observed, expected, sample, note, text
+    # one per failed expectation: suite, expectation, column, observed, expected, key, sample (the
+    # offending rows, {"key": {column: value}, "values": {column: value}}), note, text
     failures: list[dict] = field(default_factory=list)
     error: str | None = None  # a non-gate failure's error message (redacted, shortened)
     links: dict[str, str] = field(default_factory=dict)  # runbook, data_docs, log
@@ -103,7 +106,7 @@ class Alert:
             for f in self.failures:
                 lines.append(f"  - [{f.get('suite')}] {f.get('text')}")
                 if f.get("sample"):
-                    lines.append("    sample keys: " + ", ".join(map(repr, f["sample"][:SAMPLE_SHOWN])))
+                    lines.append(f"    {sample_label(f['sample'])}: " + sample_text(f["sample"]))
                 if f.get("note"):
                     lines.append(f"    why it matters: {f['note']}")
         if self.error:
@@ -153,7 +156,8 @@ def gate_alert(
                 "suite": r["suite"], "expectation": f.get("expectation"), "column": f.get("column"),
                 "observed": f.get("observed"), "expected": f.get("expected"),
                 "unexpected_count": f.get("unexpected_count"), "element_count": f.get("element_count"),
-                "sample": list(f.get("sample") or []), "note": f.get("note"), "error": f.get("error"),
+                "key": f.get("key"), "sample": list(f.get("sample") or []), "note": f.get("note"),
+                "error": f.get("error"),
                 "text": describe_failure(f),
             })
     checks = sum(int(r.get("failed") or 0) for r in failed)
@@ -265,6 +269,8 @@ def gate_results_of(exc: BaseException | None) -> list[Any]:
 
 def task_category(task_id: str) -> str:
     name = task_id.rsplit(".", 1)[-1].lower()
+    if name == DEADLINE_TASK:
+        return "deadline_missed"
     if name.startswith("gate_"):
         hop = name.removeprefix("gate_").split("_", 1)[0]
         return f"{hop}_gate" if hop in GATE_HOPS else "gate_failed"
@@ -290,6 +296,18 @@ def error_text(error: BaseException | str | None, limit: int = MAX_ERROR) -> str
         head = limit // 5
         text = f"{text[:head]}\n… ({len(text) - limit} characters cut) …\n{text[-(limit - head):]}"
     return text
+
+
+def sample_label(sample: list) -> str:
+    """``sample keys`` when the sample names offending rows by key, ``sample`` for bare values."""
+    return "sample keys" if any(isinstance(s, Mapping) and "key" in s for s in sample) else "sample"
+
+
+def sample_text(sample: list, shown: int = SAMPLE_SHOWN) -> str:
+    """The first samples for people: ``payment_id P-123 (amount -500.000000000), …``."""
+    from tally.quality.result import format_sample
+
+    return ", ".join(format_sample(s) for s in sample[:shown])
 
 
 # -- helpers --------------------------------------------------------------------------------

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import logging
+from collections.abc import Iterable
 from importlib import resources
 
 import psycopg
@@ -10,6 +12,9 @@ import psycopg
 from tally.core.errors import DataProblem
 from tally.core.resources import Resources
 from tally.ledger import validation_log
+from tally.quality.result import GateResult, describe_failure
+
+log = logging.getLogger("tally.gates")
 
 
 def store_and_raise(res: Resources, ds: str, results: list, conn: psycopg.Connection | None = None) -> list[dict]:
@@ -20,10 +25,26 @@ def store_and_raise(res: Resources, ds: str, results: list, conn: psycopg.Connec
     for r in results:
         validation_log.store(conn, ds, r, res.run_id)
     conn.commit()
+    for line in gate_lines(results):  # the task log: one line per suite, failed ones first
+        log.info("%s", line)
     failed = [r for r in results if not r.success]
     if failed:
         raise DataProblem("; ".join(r.summary() for r in failed), failed)
     return [r.to_dict() for r in results]
+
+
+def gate_line(result: GateResult) -> str:
+    """One line for a log, e.g. ``raw.erp.payments FAILED 1/7 checks: expect_… observed …`` or
+    ``raw.erp.payments PASSED 7/7 checks``."""
+    if result.success:
+        return f"{result.suite} PASSED {result.passed}/{result.evaluated} checks"
+    why = "; ".join(describe_failure(f) for f in result.failures) or "no detail recorded"
+    return f"{result.suite} FAILED {result.failed}/{result.evaluated} checks: {why}"
+
+
+def gate_lines(results: Iterable[GateResult]) -> list[str]:
+    """:func:`gate_line` of each result, failed ones first, then by suite name."""
+    return [gate_line(r) for r in sorted(results, key=lambda r: (r.success, r.suite))]
 
 
 @functools.cache

@@ -56,6 +56,11 @@ def connections(state: dict) -> dict[str, str]:
     return {f"AIRFLOW_CONN_{k.upper()}": json.dumps(v) for k, v in conns.items()}
 
 
+def schedule_on() -> bool:
+    """Whether the local scheduler creates runs by itself (``TALLY_AIRFLOW_SCHEDULE``, default off)."""
+    return os.environ.get("TALLY_AIRFLOW_SCHEDULE", "false").strip().lower() in ("1", "true", "yes", "on")
+
+
 def environment(state: dict, home: Path) -> dict[str, str]:
     """Everything Airflow's processes (and the tasks they run) need, besides os.environ."""
     pg = state["postgres"]
@@ -63,6 +68,7 @@ def environment(state: dict, home: Path) -> dict[str, str]:
     meta = PostgresConn("127.0.0.1", pg["port"], pg["user"], pg["password"], "airflow")
     airflow_home = home / "airflow"
     api = f"http://127.0.0.1:{af['port']}"
+    scheduled = schedule_on()
     env = {
         "AIRFLOW_HOME": str(airflow_home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags_dir()),
@@ -70,7 +76,9 @@ def environment(state: dict, home: Path) -> dict[str, str]:
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__PARALLELISM": "4",
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        # A DAG whose schedule is off locally (below) is shown paused, not as scheduled: `tally run`
+        # unpauses tally_daily for the run it triggers; the others stay paused.
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": str(not scheduled),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api}/execution/",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(airflow_home / "passwords.json"),
@@ -83,8 +91,8 @@ def environment(state: dict, home: Path) -> dict[str, str]:
         "AIRFLOW__API_AUTH__JWT_SECRET": af["jwt_secret"],
         # Locally, runs start when someone triggers them (`tally run`, `make demo`, the UI):
         # set TALLY_AIRFLOW_SCHEDULE=true before `tally up` to let the scheduler create the
-        # daily runs by itself, as production does.
-        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": os.environ.get("TALLY_AIRFLOW_SCHEDULE", "false"),
+        # scheduled and asset-triggered runs by itself, as production does.
+        "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": str(scheduled),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "15",
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(airflow_home / "logs"),

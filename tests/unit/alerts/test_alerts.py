@@ -49,7 +49,7 @@ def count_result(observed: int = 998, expected: int = 1000) -> GateResult:
              "expected": expected, "sample": [], "note": "Reconciliation: every row the source counted landed."},
             {"expectation": "expect_column_values_to_be_unique", "column": "Id", "observed": 2, "expected": 0,
              "condition": "unique", "element_count": observed, "unexpected_count": 2, "unexpected_percent": 0.2,
-             "sample": ["006000000000001AAA", "006000000000001AAA"]},
+             "key": ["Id"], "sample": [{"key": {"Id": "006000000000001AAA"}, "values": {}}] * 2},
         ],
     )
 
@@ -64,12 +64,13 @@ def test_gate_alert_says_what_where_observed_expected_and_links():
     assert "2 of 6 checks failed" in alert.title and "ds=2026-01-05" in alert.title
     count, dup = alert.failures
     assert (count["observed"], count["expected"]) == (998, 1000)
-    assert dup["sample"] == ["006000000000001AAA", "006000000000001AAA"] and dup["column"] == "Id"
+    assert dup["sample"] == [{"key": {"Id": "006000000000001AAA"}, "values": {}}] * 2 and dup["column"] == "Id"
     assert alert.links == {"runbook": "docs/runbook.md#raw-gate-failed",
                            "data_docs": "file:///tally/data_docs/index.html#raw.salesforce.Opportunity",
                            "log": "http://airflow/log"}
     text = alert.text()
-    for needle in ("expect_table_row_count_to_equal observed 998 expected 1000", "sample keys: '006000000000001AAA'",
+    for needle in ("expect_table_row_count_to_equal observed 998 expected 1000",
+                   "sample keys: Id 006000000000001AAA, Id 006000000000001AAA\n",
                    "task land.gate_raw (try 1)", "run scheduled__2026-01-05",
                    f"tally reconcile --ds {DS}", "tally alerts ack <id>", "why it matters: Reconciliation"):
         assert needle in text, needle
@@ -176,7 +177,7 @@ def test_slack_payload_has_text_and_blocks_and_escapes():
     assert "a &lt;b&gt; &amp; c" in body and "<!here> *What:*" in body
     assert "<https://git.example/tally/blob/main/docs/runbook.md#raw-gate-failed|Runbook>" in body
     assert "<http://af/log|Task log>" in body and "tally alerts ack 42" in body
-    assert "`006000000000001AAA`" in body
+    assert "sample keys: `Id 006000000000001AAA`" in body
     for block in payload["blocks"]:
         for part in [block.get("text"), *block.get("fields", []), *block.get("elements", [])]:
             assert part is None or len(part["text"]) <= 3000
