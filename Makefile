@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 	  || { echo "Create the venv with Python 3.11: make PYTHON=/path/to/python3.11"; exit 1; }
 	@test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet uv
 	$(BIN)/uv pip install --python $(BIN)/python --quiet -e '.[dev,local]'
+	@# an older install left tally.egg-info in plugins/ (on sys.path): Airflow would see the
+	@# `airflow.plugins` entry point twice (pyproject.toml, tool.distutils.egg_info)
+	@rm -rf plugins/tally.egg-info
 	@# pyspark is an sdist: uv builds a new 1.3 GB wheel revision whenever the index answers a
 	@# revalidation as modified, and keeps every old one. Drop those (only unreferenced entries).
 	@$(BIN)/uv cache prune --quiet || true
@@ -21,7 +24,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# System packages: a Java 17 runtime for Spark, runuser (util-linux) for Postgres as root.
+# System packages: a Java 17 runtime for Spark, runuser (util-linux) for Postgres as root;
+# headless Chromium for the browser tests of Data Docs (they skip, saying so, without it).
 system-deps:
 	@if ! command -v java >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = 0 ]; then \
@@ -33,11 +37,19 @@ system-deps:
 	    exit 1; \
 	  fi; \
 	fi
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else \
+	    echo "The Data Docs browser tests need headless Chromium (they skip without it):"; \
+	    echo "  sudo apt-get install -y chromium   # Debian (Ubuntu: the chromium snap, or TALLY_CHROMIUM=/path/to/chrome)"; \
+	  fi; \
+	fi
 
 demo: install
 	$(BIN)/tally demo
 
-test: install
+test: system-deps install
 	$(BIN)/ruff check .
 	@$(MAKE) --no-print-directory lint-sql
 	$(BIN)/pytest -q
