@@ -49,7 +49,7 @@ def raise_failure_alert(context: Any, config=None, warehouse_conninfo: str | Non
     results, else a task alert with the error) and raise it once per (dag, ds, gate or task); the
     raw gate raises one per failed dataset (``tally.alerts.model.failure_alerts``). Returns the
     ``tally.alerts.dispatch.Outcome``s."""
-    from tally.airflow.connections import WAREHOUSE_CONN, alert_config, postgres
+    from tally.airflow.connections import alert_config
     from tally.alerts.dispatch import raise_alert
     from tally.alerts.model import failure_alerts
 
@@ -64,12 +64,7 @@ def raise_failure_alert(context: Any, config=None, warehouse_conninfo: str | Non
         log_url = None
     secrets = list(config.secrets())
     if warehouse_conninfo is None:
-        try:
-            warehouse = postgres(WAREHOUSE_CONN)
-            warehouse_conninfo = warehouse.conninfo()
-            secrets.append(warehouse.password)
-        except Exception:  # no warehouse Connection: raise_alert sends without recording
-            warehouse_conninfo = None
+        warehouse_conninfo = _warehouse_conninfo(secrets)
     alerts = failure_alerts(
         dag_id, _context_ds(context), task_id, context.get("exception"),
         run_id=context.get("run_id") or getattr(ti, "run_id", None), try_number=getattr(ti, "try_number", None),
@@ -94,7 +89,7 @@ def raise_deadline_alert(context: dict, within: str = "", config=None, warehouse
     """The work behind :func:`deadline_missed`. ``context`` is what Airflow hands a deadline
     callback: ``{"dag_run": <the run as the REST API shows it>, "deadline": {"deadline_time": …}}``.
     Returns the ``tally.alerts.dispatch.Outcome``."""
-    from tally.airflow.connections import WAREHOUSE_CONN, alert_config, postgres
+    from tally.airflow.connections import alert_config
     from tally.alerts.dispatch import raise_alert
     from tally.alerts.model import DEADLINE_TASK, task_alert
 
@@ -108,12 +103,7 @@ def raise_deadline_alert(context: dict, within: str = "", config=None, warehouse
     config = config or alert_config()
     secrets = list(config.secrets())
     if warehouse_conninfo is None:
-        try:
-            warehouse = postgres(WAREHOUSE_CONN)
-            warehouse_conninfo = warehouse.conninfo()
-            secrets.append(warehouse.password)
-        except Exception:  # no warehouse Connection: raise_alert sends without recording
-            warehouse_conninfo = None
+        warehouse_conninfo = _warehouse_conninfo(secrets)
     alert = task_alert(dag_id, ds, DEADLINE_TASK, message, run_id=run_id, data_docs_url=config.data_docs_url,
                        runbook_url=config.runbook_url, secrets=[s for s in secrets if s])
     alert.title = f"Run missed its deadline: {dag_id} ds={ds}"
@@ -130,3 +120,16 @@ def _run_ds(run: dict) -> str:
         if run.get(key):
             return parse_instant(str(run[key]), key).date().isoformat()
     return "unknown"
+
+
+def _warehouse_conninfo(secrets: list[str]) -> str | None:
+    """The ``tally_warehouse`` Connection's conninfo (its password added to ``secrets``, kept out of
+    every message), or None without that Connection: the alert is then sent without recording."""
+    from tally.airflow.connections import WAREHOUSE_CONN, postgres
+
+    try:
+        warehouse = postgres(WAREHOUSE_CONN)
+    except Exception:
+        return None
+    secrets.append(warehouse.password)
+    return warehouse.conninfo()
