@@ -7,11 +7,15 @@ naming the expected form. The value is checked before the command's body runs, s
 reaches a database, the lake or the stack. A command's body may raise ``InputError`` too (a check
 across options: ``--end`` before ``--start``). :class:`TallyGroup` (the ``tally`` app's class) turns
 every ``InputError`` and every usage error Typer finds (a missing option, ``--limit abc``, an unknown
-``--format``) into one line on stderr, ``error: …``, and exit code 2: never a traceback.
+``--format``) into one line on stderr, ``error: …``, and exit code 2: never a traceback. A service
+that cannot be reached (the warehouse: a wrong host or port in ``--dsn`` or the profile; Airflow's API)
+is one line too, ``error: cannot reach the warehouse at host:port (reason)``, and exit code 6.
 """
 
 from __future__ import annotations
 
+import re
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
@@ -27,6 +31,7 @@ except ImportError:  # pragma: no cover - older Typer on click
     from click.exceptions import UsageError  # type: ignore[no-redef]
 
 USAGE_EXIT = 2
+UNREACHABLE_EXIT = 6  # the warehouse (or Airflow's API) cannot be reached: see unreachable()
 
 __all__ = [
     "DsnOption",
@@ -42,13 +47,15 @@ __all__ = [
     "instant_option",
     "lake_option",
     "one_line_errors",
+    "unreachable",
 ]
 
 
 # -- the one handler -------------------------------------------------------------------------------
 @contextmanager
 def one_line_errors() -> Iterator[None]:
-    """Report a user's mistake as one ``error: …`` line on stderr and exit 2."""
+    """Report a user's mistake as one ``error: …`` line on stderr and exit 2; a warehouse or an
+    Airflow API that cannot be reached (:func:`unreachable`) as one line and exit 6."""
     try:
         yield
     except InputError as exc:
@@ -60,6 +67,58 @@ def one_line_errors() -> Iterator[None]:
         where = f" (see: {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
         typer.echo(f"error: {_one_line(exc.format_message())}{where}", err=True)
         raise typer.Exit(USAGE_EXIT) from None
+    except Exception as exc:
+        message = unreachable(exc)
+        if message is None:
+            raise
+        typer.echo(f"error: {message}", err=True)
+        raise typer.Exit(UNREACHABLE_EXIT) from None
+
+
+def unreachable(exc: BaseException) -> str | None:
+    """``cannot reach the warehouse at host:port (reason)`` when ``exc`` says a Postgres connection
+    could not be made or was lost, ``cannot reach Airflow's API at scheme://host:port (reason)`` (any
+    other HTTP service: without "Airflow's API") when a request got no answer; None for anything else.
+    Never the password or a URL's user info. psycopg and requests are looked up only if loaded: an
+    error of theirs implies they are."""
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is not None and isinstance(exc, psycopg.OperationalError) and (
+        exc.sqlstate is None or exc.sqlstate.startswith(("08", "57P"))  # not e.g. a statement timeout
+    ):
+        return f"cannot reach the warehouse at {_postgres_where(exc)} ({_postgres_reason(str(exc))})"
+    requests = sys.modules.get("requests")
+    if requests is not None and isinstance(exc, requests.ConnectionError | requests.Timeout):
+        from urllib.parse import urlsplit
+
+        url = urlsplit(getattr(exc.request, "url", None) or "")
+        where = f"{url.scheme}://{url.hostname}" + (f":{url.port}" if url.port else "") if url.hostname else "?"
+        what = "Airflow's API at " if url.path.startswith(("/api/v2", "/auth/token")) else ""
+        return f"cannot reach {what}{where} ({_http_reason(str(exc), type(exc).__name__)})"
+    return None
+
+
+def _postgres_where(exc: Exception) -> str:
+    pgconn = getattr(exc, "pgconn", None)  # libpq's attempt: host and port as it used them
+    if pgconn is not None and pgconn.host:
+        host, port = pgconn.host.decode(errors="replace"), pgconn.port.decode(errors="replace")
+        return f"{host}:{port}" if port else host
+    found = re.search(r"failed to resolve host '([^']*)'", str(exc))  # psycopg resolves names itself
+    return found.group(1) if found else "the configured host"
+
+
+def _postgres_reason(text: str) -> str:
+    first = text.strip().splitlines()[0] if text.strip() else "connection failed"
+    first = first.removeprefix("connection failed: ")
+    if first.startswith("failed to resolve host"):
+        return "host name not resolved: " + re.sub(r"^.*?: (\[Errno -?\d+\] )?", "", first)
+    return re.sub(r'^connection to server (at|on) .*? failed: ', "", first).strip()
+
+
+def _http_reason(text: str, kind: str) -> str:
+    errno = re.search(r"\[Errno -?\d+\] ([^'\")(]+)", text)
+    if errno:
+        return errno.group(1).strip()
+    return "timed out" if "timed out" in text else kind
 
 
 def _one_line(text: str) -> str:
