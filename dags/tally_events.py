@@ -50,10 +50,11 @@ RAW_EVENTS = Asset(name="raw.kafka.activity", uri="tally://lake/raw/kafka/activi
     tags=["tally", "kafka", "events"],
     doc_md=__doc__,
     default_args={"owner": "data-platform", "retries": 2, "retry_delay": timedelta(seconds=30),
+                  "max_retry_delay": timedelta(minutes=5),
                   "on_failure_callback": alert_on_failure},
 )
 def tally_events():
-    @task(outlets=[RAW_EVENTS], retries=3, retry_exponential_backoff=True)
+    @task(outlets=[RAW_EVENTS], retries=3, retry_exponential_backoff=True, max_retry_delay=timedelta(minutes=3))
     def land(run_id=None) -> dict:
         """Read `tally.activity` from the group's committed offsets until drained (at most
         `MAX_MESSAGES`) and land micro-batches in `raw/kafka/activity/ds=<ds>/`, malformed messages in

@@ -45,6 +45,7 @@ from tally.airflow.callback import alert_on_failure  # cheap: loads nothing unti
     tags=["tally", "erp", "reconciliation"],
     doc_md=__doc__,
     default_args={"owner": "data-platform", "retries": 2, "retry_delay": timedelta(minutes=2),
+                  "max_retry_delay": timedelta(minutes=10),
                   "on_failure_callback": alert_on_failure},
 )
 def tally_reconcile():

@@ -32,7 +32,7 @@ def _require_stack() -> Stack:
     return stack
 
 
-def up(airflow: Annotated[bool, typer.Option(help="Also start Airflow's four components.")] = True) -> None:
+def up(airflow: Annotated[bool, typer.Option(help="Also start Airflow: its four components and their log server.")] = True) -> None:
     """Start the embedded stack (idempotent): Postgres, S3, Kafka, the Salesforce simulator, Airflow."""
     from tally.cli.common import console
 

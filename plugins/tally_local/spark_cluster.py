@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tally.spark_session import DEFAULT_LOCAL_IP, spark_home
 from tally.spark_submit import spark_env
-from tally_local.stack.process import free_port
+from tally_local.stack.process import PRIVATE_UMASK, free_port, private_log
 
 
 class StandaloneCluster:
@@ -28,7 +28,9 @@ class StandaloneCluster:
     ``start()`` returns the master URL once the worker has registered (polling the master's
     ``/json`` status page); ``stop()`` ends both processes (their own process groups: SIGTERM,
     then SIGKILL) and is safe to call twice. Use it as a context manager so they are always
-    stopped. Logs go to ``workdir/{master,worker}.log``.
+    stopped. Logs go to ``workdir/{master,worker}.log``. Every port (RPC and web UI, master, worker
+    and the executors it launches) is bound to ``host`` (``SPARK_LOCAL_IP``), 127.0.0.1 by default;
+    what the processes write is their owner's only (umask 077).
     """
 
     def __init__(self, workdir: Path | str, cores: int = 1, memory: str = "1g", host: str = DEFAULT_LOCAL_IP,
@@ -46,11 +48,11 @@ class StandaloneCluster:
         env = spark_env()
         env["SPARK_LOCAL_IP"] = self.host
         env["SPARK_LOG_DIR"] = str(self.workdir / "logs")
-        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the process
+        log = open(private_log(self.workdir / f"{name}.log"), "ab")  # noqa: SIM115 - owned by the process
         try:
             proc = subprocess.Popen([os.path.join(spark_home(), "bin", "spark-class"), *args], env=env,
                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True, cwd=self.workdir)
+                                    start_new_session=True, cwd=self.workdir, umask=PRIVATE_UMASK)
         finally:
             log.close()
         self.procs.append(proc)
@@ -62,7 +64,7 @@ class StandaloneCluster:
             return json.loads(reply.read())
 
     def start(self) -> str:
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.port, self.ui_port = free_port(self.host), free_port(self.host)
         try:
             self._spawn("master", ["org.apache.spark.deploy.master.Master", "--host", self.host,

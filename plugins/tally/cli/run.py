@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from typing import TYPE_CHECKING, Annotated
+from urllib.parse import quote
 
 import typer
 from rich.live import Live
@@ -15,8 +16,10 @@ from tally.cli.common import console
 from tally.cli.output import print_line
 
 if TYPE_CHECKING:
+    from datetime import datetime
     from pathlib import Path
 
+    from tally.cli.airflow_api import AirflowClient
     from tally.core.config import PostgresConn
     from tally.core.profile import Profile
 
@@ -44,7 +47,7 @@ def trigger_and_watch(profile: Profile, ds: str, timeout: float = 1800) -> dict:
         client.wait_for_dag(DAG_ID)
     client.unpause(DAG_ID)
     start, end = ds_interval(ds)
-    run_id = client.start_run(DAG_ID, start, end, run_id=f"tally__{ds}__{int(time.time())}")
+    run_id = fresh_run(client, DAG_ID, start, end, run_id=f"tally__{ds}__{int(time.time())}")
     deadline = time.monotonic() + timeout
     began = time.monotonic()
     with Live(console=console, refresh_per_second=2) as live:
@@ -62,6 +65,30 @@ def trigger_and_watch(profile: Profile, ds: str, timeout: float = 1800) -> dict:
                 log = client.task_log(DAG_ID, run_id, t.task_id, max(t.try_number, 1))
                 console.print(f"[red]--- {t.task_id} log (tail) ---[/red]\n" + "\n".join(log.splitlines()[-40:]))
     return run
+
+
+def fresh_run(client: AirflowClient, dag_id: str, start: datetime, end: datetime, run_id: str) -> str:
+    """Run ``dag_id`` for the interval as a new DAG run, whose task instances start at try 1.
+
+    Airflow keeps one run per logical date, and clearing it keeps every task instance's try number
+    (``clear_task_instances`` only raises ``max_tries`` to ``try_number + retries``), so try numbers
+    would pile up over re-runs and exponential backoff grow with them. A finished run of the ds is
+    therefore deleted (its log files stay on disk under its own run id; Tally's ledger, gate results
+    and alerts keep its run id) and a new one triggered. A run still in progress is left alone.
+    """
+    from tally.cli.airflow_api import TERMINAL
+
+    for old in client.runs_at(dag_id, start):
+        if old["state"] not in TERMINAL:
+            console.print(f"[red]{dag_id} for {start:%Y-%m-%d} is still {old['state']}[/red] "
+                          f"(run {escape(old['dag_run_id'])}): wait for it to finish, then run it again.")
+            raise typer.Exit(1)
+        r = client.http.delete(f"{client.base_url}/api/v2/dags/{dag_id}/dagRuns/{quote(old['dag_run_id'], safe='')}",
+                               timeout=client.timeout)
+        if r.status_code >= 400 and r.status_code != 404:
+            raise RuntimeError(f"delete {dag_id}/{old['dag_run_id']} failed ({r.status_code}): {r.text[:500]}")
+    client.trigger(dag_id, start, end, run_id=run_id)
+    return run_id
 
 
 def _progress_table(ds: str, run: dict, tasks, elapsed: float) -> Table:

@@ -1,4 +1,4 @@
-"""Airflow 3 for the embedded stack: environment, metadata DB migration, the four components."""
+"""Airflow 3 for the embedded stack: environment, metadata DB migration, the four components and their log server."""
 
 from __future__ import annotations
 
@@ -10,9 +10,20 @@ from pathlib import Path
 
 from tally.core.config import PostgresConn
 from tally.core.paths import dags_dir, plugins_dir
+from tally_local.stack.process import PRIVATE_UMASK, private_log
 
 COMPONENTS = ("scheduler", "dag-processor", "triggerer", "api-server")
+# The scheduler and the triggerer would each start a log server on every interface (Airflow's
+# ``serve_logs`` binds all addresses, with no setting for the host): they start with
+# ``--skip-serve-logs`` and this one process serves the task and trigger logs on 127.0.0.1.
+LOG_SERVER = "log-server"
+SKIP_SERVE_LOGS = ("scheduler", "triggerer")
 ADMIN_USER = "admin"
+
+
+def loopback_hostname() -> str:
+    """``[core] hostname_callable``: where the api-server reaches a task's log server."""
+    return "127.0.0.1"
 
 
 def venv_bin() -> Path:
@@ -96,7 +107,12 @@ def environment(state: dict, home: Path) -> dict[str, str]:
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "15",
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(airflow_home / "logs"),
+        # task logs hold row values: owner-only (Airflow chmods them to 0o775 / 0o664 by default)
+        "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FOLDER_PERMISSIONS": "0o700",
+        "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FILE_PERMISSIONS": "0o600",
+        "AIRFLOW__CORE__HOSTNAME_CALLABLE": f"{__name__}.loopback_hostname",
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": "127.0.0.1",
         "TALLY_HOME": str(home),
         "SPARK_HOME": spark_home(),
         "SPARK_LOCAL_IP": "127.0.0.1",
@@ -105,6 +121,9 @@ def environment(state: dict, home: Path) -> dict[str, str]:
         "NO_PROXY": "127.0.0.1,localhost",
         **connections(state),
     }
+    if "log_port" in af:  # the stack's own log server (``LOG_SERVER``), on a port of its own
+        env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] = env["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"] = \
+            str(af["log_port"])
     return env
 
 
@@ -118,10 +137,10 @@ def write_passwords(home: Path, password: str) -> None:
 
 def migrate(env: dict[str, str], log: Path) -> None:
     """``airflow db migrate`` (idempotent)."""
-    with open(log, "ab") as out:
+    with open(private_log(log), "ab") as out:
         proc = subprocess.run(
             [str(venv_bin() / "airflow"), "db", "migrate"],
-            env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
+            env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, umask=PRIVATE_UMASK,
         )
     if proc.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
@@ -133,6 +152,13 @@ def command(component: str) -> list[str]:
     ``tally.airflow.preload``, which imports Great Expectations (~9 s) and warms it up before
     Airflow's CLI runs: the LocalExecutor forks its workers, and they their task processes, from
     the scheduler, so gate tasks start with GX loaded instead of importing it each time."""
+    skip = ["--skip-serve-logs"] if component in SKIP_SERVE_LOGS else []
     if component == "scheduler" and os.environ.get("TALLY_PRELOAD_GX", "true").lower() not in ("0", "false", "no"):
-        return [sys.executable, "-m", "tally.airflow.preload", *component.split()]
-    return [str(venv_bin() / "airflow"), *component.split()]
+        return [sys.executable, "-m", "tally.airflow.preload", *component.split(), *skip]
+    return [str(venv_bin() / "airflow"), *component.split(), *skip]
+
+
+def log_server_command(port: int) -> list[str]:
+    """Airflow's own log-serving app (``airflow.utils.serve_logs``) on 127.0.0.1 only."""
+    return [sys.executable, "-m", "uvicorn", "airflow.utils.serve_logs.log_server:get_app", "--factory",
+            "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]

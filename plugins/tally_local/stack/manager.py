@@ -14,6 +14,7 @@ import os
 import secrets
 import shutil
 import ssl
+import stat
 import sys
 import urllib.request
 from collections.abc import Callable
@@ -25,8 +26,8 @@ from tally.core.paths import tally_home
 from tally.core.profile import AirflowApi, Profile, profile_path
 from tally.core.profile import write as write_profile
 from tally_local.stack import airflow
-from tally_local.stack.postgres import EmbeddedPostgres, data_root, remove_data_root
-from tally_local.stack.process import alive, free_port, port_open, spawn, stop, wait_until
+from tally_local.stack.postgres import EmbeddedPostgres, data_root, move_out_of_home, remove_data_root
+from tally_local.stack.process import alive, free_port, port_open, private_umask, spawn, stop, wait_until
 
 Progress = Callable[[str], None]
 
@@ -42,6 +43,20 @@ class ServiceStatus:
 
 def _secret() -> str:
     return secrets.token_urlsafe(18)
+
+
+def close_to_others(home: Path) -> None:
+    """``home`` 0700, and nothing in it readable by group or others (what an older ``tally up``
+    left behind). Symlinks, sockets and what other users own are left as they are."""
+    uid = os.geteuid()
+    os.chmod(home, 0o700)
+    for root, dirs, files in os.walk(home):
+        for name in (*dirs, *files):
+            path = os.path.join(root, name)
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode) or stat.S_ISSOCK(st.st_mode) or (uid != 0 and st.st_uid != uid) or not st.st_mode & 0o077:
+                continue
+            os.chmod(path, stat.S_IMODE(st.st_mode) & ~0o077)
 
 
 class Stack:
@@ -83,6 +98,9 @@ class Stack:
         for name, key in (("s3", "s3"), ("kafka", "kafka"), ("sfsim", "sfsim"), ("airflow", "api-server")):
             if not alive(s["pids"].get(key)):
                 s[name]["port"] = self._port(name)
+        if not alive(s["pids"].get(airflow.LOG_SERVER)):
+            port = s["airflow"].get("log_port")
+            s["airflow"]["log_port"] = port if port and not port_open(port) else free_port()
         self._save()
 
     def _save(self) -> None:
@@ -126,7 +144,15 @@ class Stack:
 
     # -- lifecycle ---------------------------------------------------------------
     def up(self, progress: Progress = print, with_airflow: bool = True) -> None:
-        self.home.mkdir(parents=True, exist_ok=True)
+        """Start what is not running. Everything the stack keeps is its owner's only: the home is
+        0700 and all in it is made (by this process and the services) under umask 077."""
+        with private_umask():
+            self._up(progress, with_airflow)
+
+    def _up(self, progress: Progress, with_airflow: bool) -> None:
+        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        move_out_of_home(self.home)  # as root, before the home closes (see ``data_root``)
+        close_to_others(self.home)
         self._ensure_state()
         progress("postgres")
         pg = self._pg()
@@ -209,6 +235,10 @@ class Stack:
             return False
 
     def _start_airflow(self, progress: Progress) -> None:
+        with private_umask():
+            self._start_airflow_components(progress)
+
+    def _start_airflow_components(self, progress: Progress) -> None:
         env = {**os.environ, **self.airflow_env()}
         airflow.write_passwords(self.home, self.state["airflow"]["admin_password"])
         marker = self.home / "airflow" / ".migrated"
@@ -223,9 +253,17 @@ class Stack:
             pid = spawn(airflow.command(component), self.logs / f"airflow-{component}.log", env=env,
                         cwd=self.home)
             self._record(component, pid)
+        log_port = self.state["airflow"]["log_port"]
+        if not alive(self.state["pids"].get(airflow.LOG_SERVER)):
+            progress("airflow log server")
+            log = self.logs / "airflow-log-server.log"
+            pid = spawn(airflow.log_server_command(log_port), log, env=env, cwd=self.home)
+            self._record(airflow.LOG_SERVER, pid)
         progress("waiting for airflow to be healthy")
         wait_until(self._airflow_healthy, 180, "Airflow api-server", self.logs / "airflow-api-server.log",
                    self.state["pids"]["api-server"])
+        wait_until(lambda: port_open(log_port), 60, "Airflow log server", self.logs / "airflow-log-server.log",
+                   self.state["pids"][airflow.LOG_SERVER])
 
     @staticmethod
     def _airflow_version() -> str:
@@ -249,7 +287,7 @@ class Stack:
         )
 
     def down(self, progress: Progress = print) -> None:
-        for name in (*reversed(airflow.COMPONENTS), "sfsim", "kafka", "s3"):
+        for name in (airflow.LOG_SERVER, *reversed(airflow.COMPONENTS), "sfsim", "kafka", "s3"):
             pid = self.state.get("pids", {}).get(name)
             if alive(pid):
                 progress(name)
@@ -289,6 +327,11 @@ class Stack:
             ok = alive(pids.get(component)) and health.get(part_of[component], {}).get("status") == "healthy"
             out.append(ServiceStatus(f"airflow {component}", ok, pids.get(component),
                                      self.airflow_url if component == "api-server" else ""))
+        log_port = self.state["airflow"].get("log_port")
+        log_server = pids.get(airflow.LOG_SERVER)
+        out.append(ServiceStatus(f"airflow {airflow.LOG_SERVER}", alive(log_server) and port_open(log_port or 0),
+                                 log_server, f"http://127.0.0.1:{log_port}" if log_port else "",
+                                 "task and trigger logs for the UI"))
         return out
 
     def write_env_file(self) -> Path:

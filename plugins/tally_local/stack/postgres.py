@@ -18,6 +18,9 @@ from tally_local.stack.process import port_open
 
 PG_SYSTEM_USER = "tallypg"
 DATABASES = ("warehouse", "erp", "airflow")
+# What the server logs: no failing statement's text (an INSERT or COPY with its row values) and no
+# DETAIL lines (``Key (id)=(...) already exists``), only the error itself; files owner-only.
+SERVER_OPTIONS = ("log_min_error_statement=panic", "log_error_verbosity=terse", "log_file_mode=0600")
 
 
 def bin_dir() -> Path:
@@ -59,9 +62,13 @@ def data_root(home: Path) -> Path:
     can reach it without us loosening permissions on the user's directories."""
     root = home / "postgres"
     if _is_root() and not _traversable_by_others(home):
-        digest = hashlib.sha256(str(home).encode()).hexdigest()[:12]
-        root = Path("/var/tmp") / f"tally-postgres-{digest}"
+        root = _root_outside(home)
     return root
+
+
+def _root_outside(home: Path) -> Path:
+    digest = hashlib.sha256(str(home).encode()).hexdigest()[:12]
+    return Path("/var/tmp") / f"tally-postgres-{digest}"
 
 
 def remove_data_root(home: Path) -> None:
@@ -71,6 +78,19 @@ def remove_data_root(home: Path) -> None:
     root = data_root(home)
     if not root.is_relative_to(home):
         shutil.rmtree(root, ignore_errors=True)
+
+
+def move_out_of_home(home: Path) -> None:
+    """As root, before ``home`` is made owner-only: a cluster an older ``tally up`` left in
+    ``home/postgres`` (home was open to other users then) is stopped and moved to where
+    ``data_root`` finds it once home is closed, since ``tallypg`` cannot reach it there any more.
+    Nothing to do for other users (their cluster stays in home) or when there is no such cluster."""
+    old, target = home / "postgres", _root_outside(home)
+    if not _is_root() or target.exists() or not (old / "data" / "PG_VERSION").exists():
+        return
+    EmbeddedPostgres(old, 0, "", "").stop()
+    shutil.move(old, target)  # a copy across file systems leaves the files root's: give them back
+    subprocess.run(["chown", "-R", f"{PG_SYSTEM_USER}:{PG_SYSTEM_USER}", str(target)], check=True)
 
 
 class EmbeddedPostgres:
@@ -120,10 +140,11 @@ class EmbeddedPostgres:
             self.init()
         if self.running():
             return
-        if not self.log.exists():
-            self.log.touch()
-            _chown(self.log)
-        opts = f"-h 127.0.0.1 -p {self.port} -k {self.sockets}"
+        # The server's log, owner-only (made by us: as root pg_ctl would make it as tallypg).
+        os.close(os.open(self.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+        os.chmod(self.log, 0o600)
+        _chown(self.log)
+        opts = f"-h 127.0.0.1 -p {self.port} -k {self.sockets} {' '.join(f'-c {o}' for o in SERVER_OPTIONS)}"
         proc = subprocess.run(
             _as_pg_user([self._bin("pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", opts,
                          "-w", "-t", "60", "start"]),

@@ -8,7 +8,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
@@ -27,10 +27,33 @@ def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
         return False
 
 
+# The stack's processes create what they write (lake files, logs, the Salesforce store) readable
+# by their owner only: the lake holds contact e-mails, the logs row values.
+PRIVATE_UMASK = 0o077
+
+
+@contextlib.contextmanager
+def private_umask() -> Iterator[None]:
+    """Files and directories created inside are the owner's only (umask 077), then the old umask."""
+    old = os.umask(PRIVATE_UMASK)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def private_log(log: Path) -> Path:
+    """``log`` (and its directory) made if missing, readable by the owner only, also if it existed."""
+    log.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+    os.chmod(log, 0o600)
+    return log
+
+
 def spawn(cmd: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> int:
-    """Start ``cmd`` detached in its own process group, output appended to ``log``; return its pid."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
+    """Start ``cmd`` detached in its own process group, output appended to ``log`` (owner-only),
+    under umask 077; return its pid."""
+    with open(private_log(log), "ab") as out:
         proc = subprocess.Popen(
             cmd,
             stdout=out,
@@ -39,6 +62,7 @@ def spawn(cmd: list[str], log: Path, env: dict[str, str] | None = None, cwd: Pat
             env=env,
             cwd=cwd,
             start_new_session=True,
+            umask=PRIVATE_UMASK,
         )
     return proc.pid
 
