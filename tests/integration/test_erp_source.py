@@ -218,3 +218,74 @@ def test_a_rerun_killed_before_its_manifest_leaves_the_previous_version_whole(st
     # waits for the raw commit
     named = lake.read_manifest(d.lake_path, DS2)["quarantine"]
     assert named["files"] and all(lake.exists(lake.path(named["path"], f)) for f in named["files"])
+
+
+# -- accepted means counted: future-dated rows and schema drift (issue 16) -----------------------------
+FUTURE = datetime(2099, 1, 1, tzinfo=UTC)
+
+
+def test_a_future_dated_row_lands_in_quarantine_with_a_reason_and_is_counted(erp_db, lake):
+    """A row whose updated_at is after the extraction's clock is in no interval that has ended:
+    without the future check no run ever reads it. It is set aside with a reason, every run,
+    and the counts add up (source = landed + quarantined - tombstones)."""
+    data = generator.generate(SCALE, seed=25, as_of=AS_OF)
+    seed_erp(erp_db, data)
+    first = _extract(erp_db, lake, "sales_orders", DS1)  # full: everything before DS1's end
+    order = _expected(data.erp["sales_orders"], ds_interval(DS1)[1])[0]["order_id"]
+    _execute(erp_db, 'UPDATE "sales_orders" SET "updated_at" = %s WHERE "order_id" = %s', (FUTURE, order))
+    for _ in range(2):  # the re-run of the ds quarantines it again, once
+        m = _extract(erp_db, lake, "sales_orders", DS2)
+        q = lake.read_table("quarantine/erp/sales_orders", DS2).to_pylist()
+        assert [r["order_id"] for r in q] == [str(order)]
+        assert q[0]["reason"] == "updated_at in the future" and q[0]["updated_at"].startswith("2099-01-01")
+        assert m["quarantined"] == 1 and m["quarantine"]["reasons"] == {"updated_at in the future": 1}
+        assert m["source_count"] == m["row_count"] + m["quarantined"] - m["tombstones"]
+        assert m["row_count"] == expected_raw_rows(m)
+        assert order not in {r["order_id"] for r in lake.read_table("raw/erp/sales_orders", DS2).to_pylist()}
+    assert first["quarantined"] == 0
+    # a first (full) ds sets it aside as well
+    fresh = ErpSource(erp_db, OPTIONS).extract(lake, catalog.ERP["sales_orders"], "2026-04-28",
+                                               *ds_interval("2026-04-28"))
+    assert fresh["mode"] == "full" and fresh["quarantine"]["reasons"] == {"updated_at in the future": 1}
+
+
+def _alter(conn, postgres: str, mysql: str) -> None:
+    _execute(conn, mysql if isinstance(conn, MySQLConn) else postgres)
+
+
+def test_added_retyped_and_removed_erp_columns_are_reported_as_drift(erp_db, lake):
+    """A new column is a warning the raw gate's summary shows; a column retyped to text fails
+    the gate naming it (not only row-by-row quarantine); a removed one lands null and fails."""
+    from tally.gates.raw import schema_check
+
+    data = generator.generate(SCALE, seed=26, as_of=AS_OF)
+    seed_erp(erp_db, data)
+    first = _extract(erp_db, lake, "sales_orders", DS1)
+    assert first["schema_drift"] == {"added": [], "removed": [], "retyped": {}}
+    assert schema_check("erp.sales_orders", first).success
+
+    _alter(erp_db, 'ALTER TABLE "sales_orders" ADD COLUMN "region" text',
+           "ALTER TABLE sales_orders ADD COLUMN region VARCHAR(32)")
+    added = _extract(erp_db, lake, "sales_orders", DS2)
+    assert added["schema_drift"]["added"] == ["region"] and "region" in added["source_fields"]
+    result = schema_check("erp.sales_orders", added)
+    assert result.success and "source_field_added(region)" in result.summary()
+
+    _alter(erp_db, 'ALTER TABLE "sales_orders" ALTER COLUMN "total_amount" TYPE text',
+           "ALTER TABLE sales_orders MODIFY total_amount VARCHAR(32) NOT NULL")
+    retyped = _extract(erp_db, lake, "sales_orders", DS2)  # compared with DS1, the last ds before
+    was = "decimal" if isinstance(erp_db, MySQLConn) else "numeric"
+    now = "varchar" if isinstance(erp_db, MySQLConn) else "text"
+    assert retyped["schema_drift"]["retyped"] == {"total_amount": {"landed": was, "now": now}}
+    assert retyped["quarantined"] == 0  # the values still parse: only the drift check sees it
+    result = schema_check("erp.sales_orders", retyped)
+    assert not result.success
+    assert "source_field_type_unchanged(total_amount)" in result.summary()
+
+    _alter(erp_db, 'ALTER TABLE "sales_orders" DROP COLUMN "sf_opportunity_ref"',
+           "ALTER TABLE sales_orders DROP COLUMN sf_opportunity_ref")
+    removed = _extract(erp_db, lake, "sales_orders", DS2)
+    assert removed["schema_drift"]["removed"] == ["sf_opportunity_ref"]
+    table = lake.read_table("raw/erp/sales_orders", DS2)
+    assert table.column("sf_opportunity_ref").null_count == table.num_rows
+    assert "source_field_still_exists(sf_opportunity_ref)" in schema_check("erp.sales_orders", removed).summary()

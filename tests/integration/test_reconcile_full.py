@@ -192,6 +192,27 @@ def test_without_heal_differences_are_left_and_the_check_fails(erp_db, lake, war
         check(res, DS2, [report.to_dict()], alert_config=AlertConfig())
 
 
+def test_null_key_rows_are_in_the_source_count_and_reported(erp_db, lake, warehouse_conn):
+    """Rows with a NULL key are outside every key range of the comparison: they are counted in
+    the source rows all the same, and reported as ``null_key`` (they can never land)."""
+    for i in range(1, 6):
+        _sql(erp_db, "INSERT INTO customers VALUES (%s, %s, 'DE', NULL, %s, %s)",
+             (i, f"c{i}", T0, T0 + timedelta(minutes=i)))
+    _land(erp_db, lake, warehouse_conn, DS1, (CUSTOMERS,))
+    _sql(erp_db, "ALTER TABLE customers DROP CONSTRAINT customers_pkey CASCADE")
+    _sql(erp_db, "ALTER TABLE customers ALTER COLUMN customer_id DROP NOT NULL")
+    for name in ("keyless 1", "keyless 2"):
+        _sql(erp_db, "INSERT INTO customers VALUES (NULL, %s, 'DE', NULL, %s, %s)", (name, T0, T0))
+    report = reconcile_table(erp_db, lake, warehouse_conn, CUSTOMERS)
+    assert report.source_rows == 7 and report.null_key_rows == 2 and report.warehouse_rows == 5
+    assert report.found == {"null_key": 2} and report.left == {"null_key": 2}
+    assert report.status == "differences" and report.heal is None
+    assert any("2 source row(s) with a NULL customer_id" in n for n in report.notes)
+    res = Resources(lake=lake, warehouse=warehouse_conn, erp=erp_db)
+    with pytest.raises(DataProblem, match=r"erp.customers: 2 null_key \(2 left\)"):
+        check(res, DS2, [report.to_dict()], alert_config=AlertConfig())
+
+
 def test_cli_full_reconcile_reports_each_table(stack, erp_db, lake, warehouse_conn, monkeypatch):
     from typer.testing import CliRunner
 

@@ -55,3 +55,10 @@ def test_mariadb_source_is_compared_with_md5_and_healed(mariadb, lake, warehouse
     assert landed[12]["name"] == "moved"
     assert landed[12]["updated_at"] == (T0 + timedelta(hours=2, microseconds=7)).replace(tzinfo=UTC)
     assert landed[30]["_deleted"] is True and landed[41]["name"] == "late"
+
+    # A row without a key is outside every key range: counted in the source rows, reported.
+    _mysql(db, "ALTER TABLE customers DROP PRIMARY KEY, MODIFY customer_id BIGINT NULL")
+    _mysql(db, "INSERT INTO customers VALUES (NULL, 'keyless', 'FR', NULL, %s, %s)", (T0, T0))
+    keyless = reconcile_table(db, lake, warehouse_conn, CUSTOMERS, Options(heal=False))
+    assert keyless.found == {"null_key": 1} and keyless.null_key_rows == 1
+    assert keyless.source_rows == 41 and keyless.status == "differences"

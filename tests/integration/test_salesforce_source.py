@@ -16,6 +16,7 @@ from tally.core.config import SalesforceConn
 from tally.gates.raw import schema_check
 from tally.sources.salesforce.client import ResilientSalesforce, RetryPolicy, SalesforceUnavailable
 from tally.sources.salesforce.extract import SalesforceOptions, SalesforceSource
+from tally.stages.extract import expected_raw_rows
 from tally_local.sfsim import SalesforceStore, generate_credentials, scenarios, start_in_thread
 from tally_local.sfsim.faults import Faults
 
@@ -236,6 +237,37 @@ def test_schema_drift_new_field_lands_removed_field_fails_the_gate(world, lake):
     result = schema_check("salesforce.Opportunity", m)
     assert not result.success
     assert "Probability" in result.summary() and "source_field_still_exists" in result.summary()
+
+
+def test_an_added_field_is_a_warning_the_gate_summary_shows(world, lake):
+    server, store, conn = world
+    run(source(conn), lake, DAY1)
+    server.set_faults(Faults(describe_drift={"Opportunity": {"add": [{"name": "Region__c", "type": "string"}]}}))
+    m = run(source(conn), lake, DAY2)
+    assert m["schema_drift"] == {"added": ["Region__c"], "removed": [], "retyped": {}}
+    result = schema_check("salesforce.Opportunity", m)
+    assert result.success and result.failed == 0
+    assert "source_field_added(Region__c)" in result.summary()
+    assert [w["column"] for w in result.warnings] == [["Region__c"]] and not result.failures
+
+
+def test_a_future_dated_record_lands_in_quarantine_with_a_reason(world, lake):
+    """A SystemModstamp after the extraction's clock is in no interval that has ended: it is
+    read with every window, set aside with a reason and counted, never landed."""
+    server, store, conn = world
+    future = opportunity(99_998, datetime(2099, 1, 1, tzinfo=UTC))
+    store.upsert("Opportunity", [future])
+    src = source(conn)
+    for day in (DAY1, DAY2, DAY2):  # a full ds, an incremental one, and its re-run
+        m = run(src, lake, day)
+        ds = day.date().isoformat()
+        q = lake.read_table("quarantine/salesforce/Opportunity", ds).to_pylist()
+        assert [(r["Id"], r["reason"]) for r in q] == [(future["Id"], "SystemModstamp in the future")]
+        assert q[0]["Name"] == "Deal 99998" and q[0]["SystemModstamp"].startswith("2099-01-01")
+        assert m["quarantined"] == 1 and m["quarantine"]["reasons"] == {"SystemModstamp in the future": 1}
+        assert m["row_count"] == m["source_count"] - m["quarantined"] == expected_raw_rows(m)
+        assert future["Id"] not in {r["Id"] for r in lake.read_table(OPP.lake_path, ds).to_pylist()}
+    assert_equal_to_truth(lake, store, DAY3)
 
 
 def test_wrong_credentials_get_salesforce_error_without_the_password(world, lake):

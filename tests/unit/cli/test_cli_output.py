@@ -113,6 +113,8 @@ ROWS = [
         "acknowledged_at": None,
         "acknowledged_by": None,
         "note": None,
+        "resolved_at": None,
+        "resolution": None,
     },
     {
         "id": 6,
@@ -133,6 +135,8 @@ ROWS = [
         "acknowledged_at": datetime(2026, 12, 1, 9, 0, tzinfo=UTC),
         "acknowledged_by": "dana",
         "note": "re-ran\nthe load",
+        "resolved_at": datetime(2026, 12, 1, 10, 0, tzinfo=UTC),
+        "resolution": "resolved: gate_mart passed in run r1 for ds 2026-11-30",
     },
 ]
 
@@ -160,6 +164,7 @@ def test_alerts_table_keeps_every_column_when_not_a_terminal(runner, alerts):
     for col in ("id", "dag", "ds", "gate / task", "what", "seen", "delivery", "ack"):
         assert col in header
     assert LONG_GATE in result.stdout and "2026-12-02 06:05" in result.stdout
+    assert "resolved: gate_mart passed in run r1 for ds 2026-11-30" in result.stdout  # a resolved alert says so
     assert "…" not in result.stdout
 
 
@@ -197,8 +202,10 @@ def test_alerts_tsv_escapes_tabs_and_newlines(runner, alerts):
         "acknowledged_at",
         "acknowledged_by",
         "note",
+        "resolved_at",
+        "resolution",
     ]
-    assert len(lines) == 3 and all(len(line.split("\t")) == 13 for line in lines)
+    assert len(lines) == 3 and all(len(line.split("\t")) == 15 for line in lines)
     first, second = (dict(zip(lines[0].split("\t"), line.split("\t"), strict=True)) for line in lines[1:])
     assert first["summary"] == "raw.erp.payments: 3 of 7 checks failed\\ton amount"
     assert first["delivery"] == "slack:sent,webhook:failed" and first["acknowledged_at"] == ""
@@ -288,5 +295,5 @@ def test_full_reconcile_json_and_tsv(runner, full_reconcile):
     lines = result.stdout.splitlines()
     assert lines[0].split("\t")[:3] == ["table", "status", "source_rows"] and len(lines) == 2
     assert lines[1].startswith(
-        "erp.customers\tdifferences\t1200\t2026-12-02T00:00:00+00:00\t2\t0\t1\t0\t3\t0\t0\t3"
+        "erp.customers\tdifferences\t1200\t2026-12-02T00:00:00+00:00\t2\t0\t1\t0\t0\t3\t0\t0\t3"
     )

@@ -23,7 +23,11 @@ next daily run lands them) and are only counted. The rest are
 * **stale**: both have it, with different versions;
 * **quarantined**: missing or stale, but the source's version is in the quarantine zone
   (accounted for: it failed typing when extracted);
-* **unversioned**: the source row has no ``updated_at`` (no incremental read will ever take it).
+* **unversioned**: the source row has no ``updated_at`` (no incremental read will ever take it);
+* **null_key**: source rows whose key is NULL. They are outside every key range, so the
+  segment checksums never see them; they are counted apart (``SourceSide.null_keys``, in the
+  same snapshot), included in ``source_rows`` and reported: no run can land them (the extract
+  quarantines them) and no heal can fix them (they have no key to compare).
 
 Missing, extra and stale keys are **healed** (:mod:`.heal`) by re-extracting exactly those keys
 into partition ``L`` of the raw zone and reloading ``L``; then the table is compared again and
@@ -45,8 +49,8 @@ from typing import Any
 from tally import catalog
 from tally.catalog import Dataset
 
-CATEGORIES = ("missing", "extra", "stale", "unversioned", "quarantined", "in_flight")
-PROBLEMS = ("missing", "extra", "stale", "unversioned")  # what a reconciliation alerts on
+CATEGORIES = ("missing", "extra", "stale", "unversioned", "null_key", "quarantined", "in_flight")
+PROBLEMS = ("missing", "extra", "stale", "unversioned", "null_key")  # what a reconciliation alerts on
 SAMPLE = 10
 
 
@@ -74,7 +78,8 @@ class TableReport:
     left: dict[str, int] = field(default_factory=dict)  # after the heal (or without one: as found)
     left_samples: dict[str, list[int]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    source_rows: int = 0
+    source_rows: int = 0  # every row of the source table, NULL-key rows included
+    null_key_rows: int = 0  # of which without a key (category ``null_key``)
     warehouse_rows: int = 0
     heal: dict | None = None
     stats: dict = field(default_factory=dict)
@@ -223,7 +228,8 @@ def loaded_frontier(conn, lake, dataset: Dataset, newest_slice: str | None) -> s
 
 
 def compare(erp, warehouse, dataset: Dataset, options: Options, flavour: str, progress=None):
-    """One diff of ``dataset``: the ERP table vs ``reconcile.<table>_current``."""
+    """One diff of ``dataset``: the ERP table vs ``reconcile.<table>_current``; the result's
+    ``null_keys`` is the source's rows without a key (in the same snapshot)."""
     import psycopg
 
     from tally.reconcile.full.bisect import diff
@@ -234,13 +240,17 @@ def compare(erp, warehouse, dataset: Dataset, options: Options, flavour: str, pr
         wconn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         wconn.read_only = True
         with wconn.transaction():
-            return diff(SourceSide(s, dataset, flavour, options.timezone), WarehouseSide(wconn, dataset, flavour),
-                        top_buckets=options.top_buckets, factor=options.factor, leaf_rows=options.leaf_rows,
-                        progress=progress)
+            source = SourceSide(s, dataset, flavour, options.timezone)
+            result = diff(source, WarehouseSide(wconn, dataset, flavour),
+                          top_buckets=options.top_buckets, factor=options.factor, leaf_rows=options.leaf_rows,
+                          progress=progress)
+            result.null_keys = source.null_keys()
+            return result
 
 
-def _count(issues: list[KeyIssue]) -> tuple[dict[str, int], dict[str, list[int]]]:
-    counts: dict[str, int] = {}
+def _count(issues: list[KeyIssue], null_keys: int = 0) -> tuple[dict[str, int], dict[str, list[int]]]:
+    """Keys per category (and ``null_keys`` rows as ``null_key``, without samples: they have no key)."""
+    counts: dict[str, int] = {"null_key": null_keys} if null_keys else {}
     samples: dict[str, list[int]] = {}
     for i in issues:
         counts[i.category] = counts.get(i.category, 0) + 1
@@ -280,15 +290,20 @@ def reconcile_table(erp, lake, warehouse, dataset: Dataset, options: Options | N
     result = compare(erp, warehouse, dataset, options, flavour, progress=say)
     report.seconds["diff"] = round(time.monotonic() - t0, 3)
     report.stats["diff"] = asdict(result.stats)
-    report.source_rows, report.warehouse_rows = result.stats.source_rows, result.stats.target_rows
+    report.null_key_rows = result.null_keys
+    report.source_rows = result.stats.source_rows + result.null_keys
+    report.warehouse_rows = result.stats.target_rows
+    if result.null_keys:
+        report.notes.append(f"{result.null_keys} source row(s) with a NULL {dataset.key}: counted in the source "
+                            "rows, never landed (quarantined when extracted); fix them at the source")
     issues = classify(result.differences, cutoff_us)
     candidates = {i.key for i in issues if i.category in ("missing", "stale")}
     if candidates:
         q = quarantined_versions(lake, dataset, candidates, options.timezone)
         if q:
             issues = classify(result.differences, cutoff_us, q)
-    report.found, report.samples = _count(issues)
-    report.left, report.left_samples = _count([i for i in issues if i.category in PROBLEMS])
+    report.found, report.samples = _count(issues, result.null_keys)
+    report.left, report.left_samples = _count([i for i in issues if i.category in PROBLEMS], result.null_keys)
     for i in issues:
         if i.note and i.category in PROBLEMS and not i.healable:
             report.notes.append(f"{i.category} key {i.key}: {i.note}")
@@ -317,7 +332,7 @@ def reconcile_table(erp, lake, warehouse, dataset: Dataset, options: Options | N
         after = [i for i in classify(again.differences, cutoff_us, quarantined_versions(
             lake, dataset, set(again.differences), options.timezone)) if i.category in PROBLEMS]
         report.seconds["verify"] = round(time.monotonic() - t0, 3)
-        report.left, report.left_samples = _count(after)
+        report.left, report.left_samples = _count(after, again.null_keys)
         for category in ("missing", "extra", "stale"):
             report.healed[category] = max(0, report.found.get(category, 0) - report.left.get(category, 0))
         report.status = "healed" if not report.problems_left else "differences"

@@ -69,6 +69,7 @@ class DiffResult:
     # key -> (source row or None, target row or None), only keys whose live versions differ
     differences: dict[int, tuple[Any, Any]] = field(default_factory=dict)
     stats: DiffStats = field(default_factory=DiffStats)
+    null_keys: int = 0  # source rows without a key (outside every key range), counted by the caller
 
 
 def _state(side: Side, row: Any) -> Any:

@@ -112,6 +112,10 @@ class SourceSide:
         lo, hi = self._all(f"SELECT min({self.key}), max({self.key}) FROM {self.table}")[0]  # noqa: S608
         return None if lo is None else (int(lo), int(hi))
 
+    def null_keys(self) -> int:
+        """Rows without a key: outside every key range, so the checksums never see them."""
+        return int(self._all(f"SELECT count(*) FROM {self.table} WHERE {self.key} IS NULL")[0][0])  # noqa: S608
+
     def checksums(self, lo: int, hi: int, width: int) -> dict[int, tuple[int, int]]:
         query = (f"SELECT ({self.key} - {int(lo)}) {self.div} {int(width)}, count(*), sum({self.hash})"  # noqa: S608
                  f" FROM {self.table} WHERE {self.key} >= {int(lo)} AND {self.key} < {int(hi)} GROUP BY 1")

@@ -12,8 +12,9 @@ cast column by column with Arrow compute (C++, no Python object per value):
 * ``bool``: ``t/f``, ``true/false``, ``1/0``, ``y/n``, ``yes/no`` (any case).
 * ``string`` / ``id``: the text as is.
 
-A row is **quarantined** when a required (non-nullable) field is null, or a value does not
-parse as its field's type. The quarantine batch keeps every value as the source's text plus a
+A row is **quarantined** when a required (non-nullable) field is null, a value does not
+parse as its field's type, or (with ``future``) its cursor is later than the cutoff
+(``updated_at in the future``). The quarantine batch keeps every value as the source's text plus a
 ``reason`` ("null order_id", "amount: not a decimal"; several joined by "; "). Clean batches
 take the vectorised path only; a batch with a bad value finds it by bisection, so the cost is
 O(bad values × log(batch)) casts, not one per value.
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 import pyarrow as pa
@@ -38,17 +40,11 @@ import pyarrow.compute as pc
 
 from tally.catalog import Field
 from tally.lake import ARROW_TYPES
+from tally.sources.quarantine import future_reason, quarantine_schema
 
-REASON = "reason"
 TRUE_TEXT = ["t", "true", "1", "y", "yes"]
 FALSE_TEXT = ["f", "false", "0", "n", "no"]
 _CAST_ERRORS = (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError)
-
-
-def quarantine_schema(fields: tuple[Field, ...]) -> pa.Schema:
-    if any(f.name == REASON for f in fields):
-        raise ValueError(f"a source field is named {REASON!r}, the quarantine's own column")
-    return pa.schema([*(pa.field(f.name, pa.string()) for f in fields), pa.field(REASON, pa.string(), False)])
 
 
 def _timestamp(timezone: str) -> Callable[[pa.Array], pa.Array]:
@@ -143,7 +139,10 @@ class Converter:
 
     FAST_PATH_REFUSALS = 2  # CSV blocks Arrow may refuse before the fast path is given up
 
-    def __init__(self, fields: tuple[Field, ...], timezone: str = "UTC") -> None:
+    def __init__(self, fields: tuple[Field, ...], timezone: str = "UTC",
+                 future: tuple[str, datetime] | None = None) -> None:
+        """``future``: (cursor field, cutoff): a row whose cursor is later than the cutoff is
+        quarantined as ``<cursor> in the future`` (``tally.sources.quarantine``)."""
         self.fields = fields
         self.schema = pa.schema([pa.field(f.name, ARROW_TYPES[f.type]) for f in fields])
         self.quarantine_schema = quarantine_schema(fields)
@@ -151,6 +150,20 @@ class Converter:
         self._refusals = 0
         self._csv_types = {f.name: ARROW_TYPES[f.type] for f in fields if f.type not in ("string", "id")}
         self._bool_text = _bool_spellings()
+        self._future = None
+        if future is not None:
+            cursor, cutoff = future
+            self._future = ([f.name for f in fields].index(cursor), future_reason(cursor),
+                            pa.scalar(cutoff, ARROW_TYPES["datetime"]))
+
+    def _future_rows(self, batch: pa.RecordBatch, problems: dict[str, np.ndarray]) -> None:
+        """Flag the rows whose cursor is later than the cutoff (in ``problems``)."""
+        if self._future is None or not batch.num_rows:
+            return
+        index, reason, cutoff = self._future
+        later = pc.fill_null(pc.greater(batch.column(index), cutoff), False)
+        if pc.any(later).as_py():
+            problems[reason] = later.to_numpy(zero_copy_only=False)
 
     def convert_csv(self, blob: bytes, columns: list[str]) -> Converted:
         """Type a Postgres CSV block whose ``columns`` are the fields."""
@@ -166,6 +179,7 @@ class Converter:
         batch = pa.RecordBatch.from_arrays([typed.column(f.name) for f in self.fields], schema=self.schema)
         problems = {f"null {f.name}": typed.column(f.name).is_null().to_numpy(zero_copy_only=False)
                     for f in self.fields if not f.nullable and typed.column(f.name).null_count}
+        self._future_rows(batch, problems)
         if not problems:
             return Converted(batch, None, None)
         bad = np.logical_or.reduce(list(problems.values()))
@@ -189,6 +203,7 @@ class Converter:
             if not f.nullable and raw.null_count:
                 problems[f"null {f.name}"] = raw.is_null().to_numpy(zero_copy_only=False)
         typed_batch = pa.RecordBatch.from_arrays(columns, schema=self.schema)
+        self._future_rows(typed_batch, problems)
         if not problems:
             return Converted(typed_batch, None, None)
         bad = np.logical_or.reduce(list(problems.values()))

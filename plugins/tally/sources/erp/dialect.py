@@ -108,6 +108,11 @@ class Session:
     def count(self, table: str, where: str) -> int:
         return int(self.scalar(f"SELECT count(*) FROM {self.quote(table)} WHERE {where}"))  # noqa: S608
 
+    def columns(self, table: str) -> dict[str, str]:
+        """The table's columns and their data types (``information_schema.columns``), in order;
+        empty when the table is not visible there."""
+        raise NotImplementedError
+
 
 # -- Postgres ---------------------------------------------------------------------------------
 class PostgresSession(Session):
@@ -132,6 +137,14 @@ class PostgresSession(Session):
 
     def key_hash_sql(self, column_sql: str) -> str:
         return postgres_key_hash_sql(column_sql, self.conn.info.server_version)
+
+    def columns(self, table: str) -> dict[str, str]:
+        # the table as the extract's queries resolve it (search_path), the type without modifiers
+        rows = self.conn.execute(
+            "SELECT a.attname, format_type(a.atttypid, NULL) FROM pg_attribute a"
+            " WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+            (self.quote(table),)).fetchall()
+        return {name: type_ for name, type_ in rows}
 
     def stream_text(self, query: str, columns: list[str], batch_size: int) -> Iterator[pa.RecordBatch]:
         copy_sql = f"COPY ({query}) TO STDOUT (FORMAT csv)"
@@ -267,6 +280,12 @@ class MySQLSession(Session):
 
     def key_hash_sql(self, column_sql: str) -> str:
         return mysql_key_hash_sql(column_sql)
+
+    def columns(self, table: str) -> dict[str, str]:
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT column_name, data_type FROM information_schema.columns"
+                        " WHERE table_schema = DATABASE() AND table_name = %s ORDER BY ordinal_position", (table,))
+            return {name: type_.lower() for name, type_ in cur.fetchall()}
 
     def stream_text(self, query: str, columns: list[str], batch_size: int) -> Iterator[pa.RecordBatch]:
         yield from prefetch(self._row_batches(query, batch_size), lambda rows: _rows_to_text(rows, columns))

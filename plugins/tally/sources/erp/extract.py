@@ -11,7 +11,10 @@ For partition ``ds`` covering ``[start, end)``, inside one read-only REPEATABLE 
    the previous run with an older ``updated_at``. Re-read rows are counted apart
    (``overlap_rows``); downstream keeps the latest version per key. The first ds of a table,
    and every ds of a table configured for a *full reload* (``Dataset.extra["full_reload"]`` or
-   ``TALLY_ERP_FULL_RELOAD=products,…``), reads the whole table (``mode: "full"``).
+   ``TALLY_ERP_FULL_RELOAD=products,…``), reads the whole table (``mode: "full"``). Every
+   window also takes the rows dated in the future (``updated_at`` later than the extraction's
+   clock plus ``TALLY_FUTURE_SKEW_SECONDS``): no ended interval holds them, so they are read to
+   be quarantined (``tally.sources.quarantine``), never left uncounted.
 2. **Count and checksum.** One aggregate over the same window: the source's own row count
    (``source_count``) and the key checksum of its rows, computed by the source
    (``Session.count_and_checksum``).
@@ -23,8 +26,11 @@ For partition ``ds`` covering ``[start, end)``, inside one read-only REPEATABLE 
 4. **Rows.** Streamed as text in batches (constant memory), typed in Arrow
    (``tally.sources.erp.convert``: money exact, timestamps UTC, text as text) and written to
    Parquet one row group per batch. Rows that cannot be typed (a null in a required column, a value that does
-   not parse) go to the **quarantine** zone, ``quarantine/erp/<table>/ds=<ds>/``, as text with
-   a ``reason``.
+   not parse) and future-dated rows go to the **quarantine** zone,
+   ``quarantine/erp/<table>/ds=<ds>/``, as text with a ``reason``.
+5. **Schema drift.** The table's columns and types (``Session.columns``) are recorded as
+   ``source_fields`` and compared with the previous ds's (``tally.sources.drift``):
+   ``schema_drift`` in the manifest, checked by the raw gate. A removed column is read as null.
 
 **Reconciliation.** ``row_count = source_count - quarantined + tombstones``: the raw gate checks
 exactly that (``tally.gates.raw``), and the manifest records the three numbers.
@@ -43,7 +49,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -54,21 +59,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tally.catalog import ERP_DELETED, Dataset
-from tally.lake import (
-    ARROW_TYPES,
-    Lake,
-    Manifest,
-    PartitionWriter,
-    PushWriter,
-    new_attempt,
-    schema_fingerprint,
-)
+from tally.lake import ARROW_TYPES, Lake, Manifest, PartitionWriter, new_attempt, schema_fingerprint
 from tally.lake.checksum import MOD, KeyChecksum, key_hash
-from tally.lake.writer import remove_partition, sweep
 from tally.sources.base import Progress
+from tally.sources.drift import Drift, compare
 from tally.sources.erp.convert import Converter, caster
 from tally.sources.erp.deletes import landed_keys, missing_keys, tombstones
 from tally.sources.erp.dialect import ErpConn, Session, open_session
+from tally.sources.quarantine import Quarantine, future_cutoff, future_skew_from_env, quarantine_path
+
+__all__ = ["ErpOptions", "ErpSource", "quarantine_path", "raw_schema", "writer_options"]
 
 if TYPE_CHECKING:
     from tally.core.resources import Resources
@@ -83,6 +83,7 @@ class ErpOptions:
     timezone: str = "UTC"  # how the source's timestamps without an offset are to be read
     full_reload: frozenset[str] = frozenset()  # tables reloaded whole, besides the catalog's
     source_key_hash: bool = True
+    future_skew: timedelta = timedelta(minutes=5)  # a cursor later than now + this is in the future
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> ErpOptions:
@@ -93,6 +94,7 @@ class ErpOptions:
             timezone=env.get("TALLY_ERP_TIMEZONE", "UTC"),
             full_reload=frozenset(t.strip() for t in env.get("TALLY_ERP_FULL_RELOAD", "").split(",") if t.strip()),
             source_key_hash=env.get("TALLY_ERP_SOURCE_KEY_HASH", "true").lower() not in ("0", "false", "no"),
+            future_skew=future_skew_from_env(env),
         )
 
     def reloads_fully(self, dataset: Dataset) -> bool:
@@ -117,15 +119,31 @@ def writer_options(schema: pa.Schema) -> dict:
     return {"use_dictionary": [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_boolean(f.type)]}
 
 
-def quarantine_path(dataset: Dataset) -> str:
-    return f"quarantine/{dataset.source}/{dataset.name}"
-
-
-def _window(s: Session, dataset: Dataset, start: datetime | None, end: datetime) -> str:
+def _window(s: Session, dataset: Dataset, start: datetime | None, end: datetime, future: datetime) -> str:
+    """The rows of ``[start, end)`` and the rows dated after ``future`` (quarantined: no interval
+    that has ended holds them, so no run would ever read them otherwise)."""
     cur = s.quote(dataset.cursor)
     if start is None:  # a full read also takes rows without a cursor value (and quarantines them)
-        return f"({cur} < {s.literal(end)} OR {cur} IS NULL)"
-    return f"{cur} >= {s.literal(start)} AND {cur} < {s.literal(end)}"
+        return f"({cur} < {s.literal(end)} OR {cur} IS NULL OR {cur} > {s.literal(future)})"
+    return f"(({cur} >= {s.literal(start)} AND {cur} < {s.literal(end)}) OR {cur} > {s.literal(future)})"
+
+
+def source_drift(s: Session, dataset: Dataset, previous: dict[str, str] | None) -> tuple[dict[str, str] | None, Drift]:
+    """The table's columns now (name -> the database's type) and their drift from ``previous``
+    (the last committed ds's ``source_fields``; ``tally.sources.drift``). The catalog's fields
+    are what lands; a column the catalog does not name is reported as added, never landed.
+    No columns readable (no access to the catalog views): no drift is measured."""
+    now = s.columns(dataset.name)
+    if not now:
+        return None, Drift()
+    return now, compare({f.name: (previous or {}).get(f.name) for f in dataset.fields}, now, previous)
+
+
+def _previous_source_fields(lake: Lake, dataset: Dataset, earlier: list[str]) -> dict[str, str] | None:
+    if not earlier:
+        return None
+    manifest = lake.read_manifest(dataset.lake_path, earlier[-1])
+    return dict(manifest["source_fields"]) if manifest and manifest.get("source_fields") else None
 
 
 def _source_keys(s: Session, dataset: Dataset, batch_size: int) -> Iterator[np.ndarray]:
@@ -170,26 +188,33 @@ class _Extraction:
         self.since, self.mode = (None, "full") if full else (start, "incremental")
         self.window_start = self.since - opts.overlap if self.since is not None else None
         self.since_scalar = pa.scalar(self.since, ARROW_TYPES["datetime"]) if self.since is not None else None
+        self.future = future_cutoff(opts.future_skew)
         self.names = [f.name for f in dataset.fields]
         self.schema = raw_schema(dataset)
         self.key_index = self.names.index(dataset.key)
         self.attempt = new_attempt()
         self.raw = PartitionWriter(lake, dataset.lake_path, ds, self.attempt)
-        self.quarantine: PushWriter | None = None  # opened by the first row set aside
-        self.converter = Converter(dataset.fields, opts.timezone)
+        self.converter = Converter(dataset.fields, opts.timezone, future=(dataset.cursor, self.future))
+        self.quarantine = Quarantine(lake, dataset, ds, self.attempt, self.converter.quarantine_schema)
         self.checksum = KeyChecksum()
         self.rows = 0
         self.overlap_rows = 0
-        self.quarantined = 0
-        self.reasons: Counter[str] = Counter()
         self.spot_keys: list = []
         self.tomb_keys = np.array([], dtype=np.int64)
         self.delete_check: dict = {"landed_keys": 0, "source_keys": None}
+        self.source_fields: dict[str, str] | None = None
+        self.drift = Drift()
+
+    @property
+    def quarantined(self) -> int:
+        return self.quarantine.count
 
     def run(self) -> Manifest:
         dataset, opts = self.dataset, self.opts
         with open_session(self.conn, opts.timezone) as s:
-            where = _window(s, dataset, self.window_start, self.end)
+            self.source_fields, self.drift = source_drift(
+                s, dataset, _previous_source_fields(self.lake, dataset, self.earlier))
+            where = _window(s, dataset, self.window_start, self.end, self.future)
             key_sql = s.quote(dataset.key)
             if opts.source_key_hash:
                 source_count, keyed, source_sum = s.count_and_checksum(dataset.name, where, key_sql)
@@ -198,7 +223,8 @@ class _Extraction:
                 source_count = s.count(dataset.name, where)
             if self.earlier:
                 self._find_deletes(s)
-            columns = [s.quote(n) for n in self.names]
+            # a column the source no longer has is read as null (and the raw gate fails on it)
+            columns = [f"NULL AS {s.quote(n)}" if n in self.drift.removed else s.quote(n) for n in self.names]
             query = f"SELECT {', '.join(columns)} FROM {s.quote(dataset.name)} WHERE {where}"  # noqa: S608
             try:
                 self.raw.write(self.schema, self._raw_batches(s, query), writer_options=writer_options(self.schema))
@@ -212,9 +238,9 @@ class _Extraction:
             if self.spot_keys:
                 _spot_check(s, dataset, key_sql, self.spot_keys)
             dialect = s.name
-        quarantine_files = self._commit_quarantine()
-        committed = self._commit(source_count, dialect, quarantine_files)
-        self._sweep_quarantine(quarantine_files)
+        self.quarantine.commit()
+        committed = self._commit(source_count, dialect)
+        self.quarantine.settle()
         return committed
 
     def _find_deletes(self, s: Session) -> None:
@@ -249,43 +275,16 @@ class _Extraction:
             yield from tombstones(dataset, schema, self.tomb_keys, self.end, opts.batch_size)
 
     def _set_aside(self, bad: pa.RecordBatch) -> None:
-        """Rows that cannot be typed go to the quarantine zone, as the source's text."""
-        if self.quarantine is None:
-            self.quarantine = PushWriter(PartitionWriter(self.lake, quarantine_path(self.dataset), self.ds,
-                                                         self.attempt), self.converter.quarantine_schema)
+        """Rows that cannot be typed (or are dated in the future) go to the quarantine zone, as
+        the source's text."""
         self.quarantine.push(bad)
-        self.quarantined += bad.num_rows
-        self.reasons.update(bad.column("reason").to_pylist())
         if self.opts.source_key_hash:  # the source summed them (as its own text), they do not land
             self.checksum.remove(bad.column(self.dataset.key).drop_null().to_pylist())
 
     def _abort_quarantine(self) -> None:
-        if self.quarantine is not None:
-            self.quarantine.abort()
+        self.quarantine.abort()
 
-    def _commit_quarantine(self) -> list[str]:
-        """The quarantine partition is committed before the raw one (its files). The previous
-        quarantine's files stay until the raw commit: the raw version still committed names them."""
-        if self.quarantine is None:
-            return []
-        self.quarantine.close()
-        files = list(self.quarantine.files)
-        self.quarantine.partition.commit(Manifest(
-            dataset=self.dataset.dataset_id, files=files, row_count=self.quarantined,
-            schema_fingerprint=schema_fingerprint(self.converter.quarantine_schema),
-            extra={"reasons": dict(self.reasons), "raw_attempt": self.attempt},
-        ), sweep_now=False)
-        return files
-
-    def _sweep_quarantine(self, files: list[str]) -> None:
-        """Once the raw version is committed: drop the quarantine files it no longer names (the
-        whole quarantine partition, on a re-run that found nothing bad)."""
-        if files:
-            sweep(self.lake, quarantine_path(self.dataset), self.ds, keep=files)
-        else:
-            remove_partition(self.lake, quarantine_path(self.dataset), self.ds)
-
-    def _commit(self, source_count: int, dialect: str, quarantine_files: list[str]) -> Manifest:
+    def _commit(self, source_count: int, dialect: str) -> Manifest:
         dataset, opts, since, window_start = self.dataset, self.opts, self.since, self.window_start
         tomb_count = int(len(self.tomb_keys))
         row_count = self.rows + tomb_count
@@ -309,9 +308,10 @@ class _Extraction:
             schema_fingerprint=schema_fingerprint(self.schema),
             extra={
                 "tombstones": tomb_count,
-                "quarantined": self.quarantined,
-                "quarantine": {"path": self.lake.partition(quarantine_path(dataset), self.ds),
-                               "files": quarantine_files, "reasons": dict(self.reasons)},
+                **self.quarantine.manifest_values(),
+                "future_cutoff": self.future.isoformat(),
+                "source_fields": self.source_fields,
+                "schema_drift": self.drift.to_dict(),
                 "overlap_rows": self.overlap_rows,
                 "full_reload": opts.reloads_fully(dataset),
                 "delete_detection": self.delete_check,

@@ -14,6 +14,10 @@
   landed. New fields land (nullable) and are reported; removed or retyped fields land as
   null and are recorded in the manifest, where the raw gate fails on them.
 * **IDs**: every id/reference field normalised to the 18-character form.
+* **Future-dated records**: a record whose SystemModstamp is later than the extraction's clock
+  (plus ``TALLY_FUTURE_SKEW_SECONDS``) is read with every window and set aside in
+  ``quarantine/salesforce/<object>/ds=<ds>/`` with a reason (``tally.sources.quarantine``):
+  counted (``quarantined``), never landed, never lost.
 """
 
 from __future__ import annotations
@@ -30,10 +34,19 @@ import pyarrow as pa
 from tally import sfid
 from tally.catalog import Dataset, Field
 from tally.core.config import SalesforceConn
-from tally.lake import ARROW_TYPES, Lake, Manifest
+from tally.lake import ARROW_TYPES, Lake, Manifest, new_attempt
 from tally.lake.schema import batches_from_rows
 from tally.lake.writer import interval_start, land
 from tally.sources.base import Progress
+from tally.sources.drift import Drift, compare
+from tally.sources.quarantine import (
+    REASON,
+    Quarantine,
+    future_cutoff,
+    future_reason,
+    future_skew_from_env,
+    quarantine_schema,
+)
 from tally.sources.salesforce.client import ResilientSalesforce, RetryPolicy, SalesforceUnavailable
 
 if TYPE_CHECKING:
@@ -58,6 +71,7 @@ class SalesforceOptions:
     page_size: int = 2000
     bulk_page_records: int = 50_000
     policy: RetryPolicy = field(default_factory=RetryPolicy)
+    future_skew: timedelta = timedelta(minutes=5)  # a SystemModstamp later than now + this is in the future
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> SalesforceOptions:
@@ -68,6 +82,7 @@ class SalesforceOptions:
             bulk_threshold=int(env.get("TALLY_SF_BULK_THRESHOLD", "100000")),
             force_bulk=frozenset(forced),
             page_size=int(env.get("TALLY_SF_PAGE_SIZE", "2000")),
+            future_skew=future_skew_from_env(env),
         )
 
 
@@ -75,11 +90,24 @@ def soql_datetime(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def where_clause(dataset: Dataset, start: datetime | None, end: datetime) -> str:
+def where_clause(dataset: Dataset, start: datetime | None, end: datetime, future: datetime | None = None) -> str:
+    """``[start, end)`` on the cursor, and (with ``future``) the records dated after it."""
     cond = [f"{dataset.cursor} < {soql_datetime(end)}"]
     if start is not None:
         cond.insert(0, f"{dataset.cursor} >= {soql_datetime(start)}")
-    return " AND ".join(cond)
+    window = " AND ".join(cond)
+    if future is None:
+        return window
+    return f"({window}) OR {dataset.cursor} > {soql_datetime(future)}"
+
+
+def _text(value) -> str | None:
+    """A record's value as the quarantine keeps it: the source's text."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def parse_datetime(value: str) -> datetime:
@@ -115,39 +143,13 @@ def convert(fields: tuple[Field, ...], record: dict, unreadable: frozenset[str] 
     return {f.name: None if f.name in unreadable else _convert_value(f, record.get(f.name)) for f in fields}
 
 
-@dataclass
-class Drift:
-    added: list[Field] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    retyped: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (landed, now)
-
-    @property
-    def breaking(self) -> bool:
-        return bool(self.removed or self.retyped)
-
-    def to_dict(self) -> dict:
-        return {"added": [f.name for f in self.added], "removed": self.removed,
-                "retyped": {k: {"landed": a, "now": b} for k, (a, b) in self.retyped.items()}}
-
-
 def compare_schema(landed: tuple[Field, ...], describe: dict, previous_describe: dict[str, str] | None) -> Drift:
-    """Compare this run's ``describe`` with what the last committed ds landed.
-
-    ``added`` lists fields that appeared since the previous run's describe (none on the
-    first run: the configured field list is explicit); ``removed``/``retyped`` are landed
-    fields that vanished or changed type.
-    """
+    """Compare this run's ``describe`` with what the last committed ds landed
+    (``tally.sources.drift.compare``): ``added`` lists fields that appeared since the previous
+    run's describe (none on the first run: the configured field list is explicit);
+    ``removed``/``retyped`` are landed fields that vanished or changed type."""
     now = {f["name"]: logical_type(f["type"]) for f in describe["fields"]}
-    drift = Drift()
-    for f in landed:
-        if f.name not in now:
-            drift.removed.append(f.name)
-        elif now[f.name] != f.type:
-            drift.retyped[f.name] = (f.type, now[f.name])
-    if previous_describe is not None:
-        landed_names = {f.name for f in landed}
-        drift.added = [Field(n, t) for n, t in now.items() if n not in previous_describe and n not in landed_names]
-    return drift
+    return compare({f.name: f.type for f in landed}, now, previous_describe)
 
 
 def _schema(fields: tuple[Field, ...]) -> pa.Schema:
@@ -205,11 +207,12 @@ class SalesforceSource:
         landed = landed or dataset.fields
         drift = compare_schema(landed, describe, previous_describe)
         fields = tuple(f if f.name not in drift.retyped else Field(f.name, f.type, True) for f in landed)
-        fields = fields + tuple(Field(f.name, f.type, True) for f in drift.added)
+        fields = fields + tuple(Field(name, type_, True) for name, type_ in drift.added.items())
         unreadable = frozenset(drift.removed) | frozenset(drift.retyped)
         queried = [f.name for f in fields if f.name not in drift.removed]
 
-        where = where_clause(dataset, window_start, end)
+        future = future_cutoff(self.options.future_skew)
+        where = where_clause(dataset, window_start, end, future)
         source_count = self.client.count(f"SELECT COUNT() FROM {dataset.name} WHERE {where}")
         use_bulk = dataset.name in self.options.force_bulk or source_count > self.options.bulk_threshold
         soql = f"SELECT {', '.join(queried)} FROM {dataset.name} WHERE {where}"
@@ -221,30 +224,37 @@ class SalesforceSource:
             # large result costs the org time for nothing.
             pages = self.client.query_pages(soql, f"query {interval}", self.options.page_size)
         overlap_rows = 0
+        q_schema = quarantine_schema(fields)
+        quarantine = Quarantine(lake, dataset, ds, new_attempt(), q_schema)
+        reason = future_reason(dataset.cursor)
 
         def rows() -> Iterator[dict]:
             nonlocal overlap_rows
             seen = 0
             for page in pages:
+                aside = []
                 for record in page:
                     row = convert(fields, record, unreadable)
-                    if since is not None and row[dataset.cursor] is not None and row[dataset.cursor] < since:
+                    cursor = row[dataset.cursor]
+                    if cursor is not None and cursor > future:  # in no ended interval: set aside
+                        aside.append({**{f.name: _text(record.get(f.name)) for f in fields}, REASON: reason})
+                        continue
+                    if since is not None and cursor is not None and cursor < since:
                         overlap_rows += 1
                     yield row
+                if aside:
+                    quarantine.push(pa.RecordBatch.from_pylist(aside, schema=q_schema))
                 seen += len(page)
                 if progress:
                     progress(seen)
 
-        schema = _schema(fields)
-        manifest = land(
-            lake, dataset, ds, batches_from_rows(rows(), schema), schema=schema,
-            source_count=source_count, mode=mode,
-            watermark={"column": dataset.cursor, "start": window_start.isoformat() if window_start else None,
-                       "interval_start": since.isoformat() if since else None, "end": end.isoformat(),
-                       "overlap_seconds": int(self.options.overlap.total_seconds())},
-            extra=lambda: {
+        def values() -> dict:
+            quarantine.commit()  # every record is read: the quarantine is committed before the raw ds
+            return {
                 "api": "bulk2" if use_bulk else "rest",
                 "overlap_rows": overlap_rows,
+                **quarantine.manifest_values(),
+                "future_cutoff": future.isoformat(),
                 "source_fields": {f["name"]: logical_type(f["type"]) for f in describe["fields"]},
                 "fields": [{"name": f.name, "type": f.type, "nullable": f.nullable} for f in fields],
                 "schema_drift": drift.to_dict(),
@@ -252,6 +262,20 @@ class SalesforceSource:
                           "relogins": self.client.stats.relogins,
                           "throttled_seconds": round(self.client.stats.throttled_seconds, 3),
                           "api_usage": self.client.stats.api_usage},
-            },
-        )
+            }
+
+        schema = _schema(fields)
+        try:
+            manifest = land(
+                lake, dataset, ds, batches_from_rows(rows(), schema), schema=schema,
+                source_count=source_count, mode=mode,
+                watermark={"column": dataset.cursor, "start": window_start.isoformat() if window_start else None,
+                           "interval_start": since.isoformat() if since else None, "end": end.isoformat(),
+                           "overlap_seconds": int(self.options.overlap.total_seconds())},
+                extra=values,
+            )
+        except BaseException:
+            quarantine.abort()
+            raise
+        quarantine.settle()
         return manifest

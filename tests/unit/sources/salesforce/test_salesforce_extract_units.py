@@ -66,7 +66,7 @@ def test_schema_drift_added_removed_retyped():
     previous = {"Id": "id", "Amount": "decimal", "Name": "string", "Old__c": "string", "Other": "string"}
     now = _describe(Id="id", Amount="string", Name="textarea", Other="string", New__c="double")
     drift = compare_schema(landed, now, previous)
-    assert [f.name for f in drift.added] == ["New__c"] and drift.added[0].type == "double"
+    assert drift.added == {"New__c": "double"}
     assert drift.removed == ["Old__c"]
     assert drift.retyped == {"Amount": ("decimal", "string")}  # textarea is still text: no drift
     assert drift.breaking
