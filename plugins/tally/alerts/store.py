@@ -4,6 +4,11 @@ A row is inserted ``ON CONFLICT DO NOTHING`` *before* anything is sent; only the
 insert went in sends, so retries and re-runs of the same failure record another occurrence
 (``occurrences``, ``last_seen_at``) but page nobody again. ``delivery`` holds, per channel,
 ``{"status": "pending" | "sent" | "failed", "detail" | "error", "at"}`` (never a secret).
+
+An alert resolves itself when a later run of the same gate passes (:func:`resolve_passed`, called
+by ``tally.gates.common`` once a gate's results are stored): ``resolved_at`` and a ``resolution``
+note, ``resolved: <gate> passed in run <run_id> for ds <ds>``. A resolved alert is no longer open;
+if the gate fails again, :func:`claim` opens the same row again and the alert is sent again.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from tally.alerts.model import Alert
+from tally.alerts.model import GATE_HOPS, Alert
 from tally.core.pgutil import ensure_ddl
 
 DDL = """
@@ -41,22 +46,35 @@ CREATE TABLE IF NOT EXISTS ops.alerts (
     note            text,
     CONSTRAINT alerts_once UNIQUE (dag_id, ds, gate)
 );
+-- added later; checked first, so that a table that has them is not locked by an ALTER
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = 'ops'
+                   AND table_name = 'alerts' AND column_name = 'resolution') THEN
+        ALTER TABLE ops.alerts ADD COLUMN IF NOT EXISTS resolved_at timestamptz,
+                               ADD COLUMN IF NOT EXISTS resolution text;
+    END IF;
+END $$;
 CREATE INDEX IF NOT EXISTS alerts_open ON ops.alerts (created_at DESC) WHERE acknowledged_at IS NULL;
 """
+# the categories of a gate's alerts, which a later passing run of the gate resolves
+GATE_CATEGORIES = [f"{hop}_gate" for hop in GATE_HOPS] + ["gate_failed", "schema_drift"]
+_DDL_NAME = "ops.alerts+resolution"  # ensure_ddl runs once per name: the column added later runs too
 
 COLUMNS = ("id", "dag_id", "ds", "gate", "category", "title", "summary", "task_id", "run_id", "payload",
            "delivery", "occurrences", "last_run_id", "created_at", "last_seen_at", "acknowledged_at",
-           "acknowledged_by", "note")
+           "acknowledged_by", "note", "resolved_at", "resolution")
 _SELECT = sql.SQL("SELECT {} FROM ops.alerts").format(sql.SQL(", ").join(map(sql.Identifier, COLUMNS)))
 
 
 def ensure(conn: psycopg.Connection) -> None:
-    ensure_ddl(conn, "ops.alerts", DDL)
+    ensure_ddl(conn, _DDL_NAME, DDL)
 
 
 def claim(conn: psycopg.Connection, alert: Alert, channels: list[str]) -> int | None:
     """Insert the alert's row unless (dag_id, ds, gate) already has one; return its id when
-    this call inserted it (and so must send), else ``None`` after counting the repeat."""
+    this call inserted it (and so must send), else ``None`` after counting the repeat. A row that
+    was resolved (a later run of its gate passed) is opened again, as this alert, and its id
+    returned: a failure after a recovery pages again."""
     ensure(conn)
     pending = {c: {"status": "pending"} for c in channels}
     with conn.transaction():
@@ -66,6 +84,16 @@ def claim(conn: psycopg.Connection, alert: Alert, channels: list[str]) -> int | 
             " ON CONFLICT (dag_id, ds, gate) DO NOTHING RETURNING id",
             (alert.dag_id, alert.ds, alert.gate, alert.category, alert.title, alert.summary, alert.task_id,
              alert.run_id, Jsonb(alert.to_dict(), dumps=_dumps), Jsonb(pending), alert.run_id),
+        ).fetchone()
+        if row:
+            return int(row[0])
+        row = conn.execute(
+            "UPDATE ops.alerts SET category = %s, title = %s, summary = %s, task_id = %s, run_id = %s, payload = %s,"
+            " delivery = %s, occurrences = occurrences + 1, last_seen_at = now(), last_run_id = %s,"
+            " acknowledged_at = NULL, acknowledged_by = NULL, note = NULL, resolved_at = NULL, resolution = NULL"
+            " WHERE dag_id = %s AND ds = %s AND gate = %s AND resolved_at IS NOT NULL RETURNING id",
+            (alert.category, alert.title, alert.summary, alert.task_id, alert.run_id,
+             Jsonb(alert.to_dict(), dumps=_dumps), Jsonb(pending), alert.run_id, alert.dag_id, alert.ds, alert.gate),
         ).fetchone()
         if row:
             return int(row[0])
@@ -99,8 +127,8 @@ def list_alerts(conn: psycopg.Connection, *, include_acknowledged: bool = False,
     """Newest first; open ones only unless ``include_acknowledged``."""
     ensure(conn)
     where = [sql.SQL("TRUE")]
-    if not include_acknowledged:
-        where.append(sql.SQL("acknowledged_at IS NULL"))
+    if not include_acknowledged:  # open: neither acknowledged nor resolved
+        where.append(sql.SQL("acknowledged_at IS NULL AND resolved_at IS NULL"))
     if ds:
         where.append(sql.SQL("ds = {}").format(sql.Literal(ds)))
     if dag_id:
@@ -133,6 +161,44 @@ def acknowledge(conn: psycopg.Connection, alert_id: int, by: str, note: str | No
         return "acknowledged", _row(row)
     current = get(conn, alert_id)
     return ("already", current) if current else ("missing", None)
+
+
+def resolve_passed(conn: psycopg.Connection, ds: str, results: list, run_id: str | None) -> list[tuple[int, str]]:
+    """Resolve the unresolved gate alerts of ``ds`` that a run of their gate, whose ``results``
+    (``GateResult``s or their dicts) were just stored, shows passed: every suite an alert names
+    passed in ``results``; an alert naming no suite (the gate could not run) is resolved when
+    every result of its hop passed. Returns (id, note) of each alert resolved (committed)."""
+    ensure(conn)
+    outcome: dict[str, bool] = {}  # suite -> passed
+    hops: dict[str, bool] = {}  # hop -> every result of it passed
+    for r in results:
+        suite, hop, ok = (r["suite"], r["hop"], bool(r["success"])) if isinstance(r, dict) else (
+            r.suite, r.hop, bool(r.success))
+        outcome[suite] = outcome.get(suite, True) and ok
+        hops[hop] = hops.get(hop, True) and ok
+    if not outcome:
+        return []
+    done: list[tuple[int, str]] = []
+    with conn.transaction():
+        rows = conn.execute(
+            "SELECT id, gate, category, payload->'suites', payload->>'hop' FROM ops.alerts"
+            " WHERE ds = %s AND resolved_at IS NULL AND category = ANY(%s)",
+            (ds, GATE_CATEGORIES),
+        ).fetchall()
+        for alert_id, gate, category, suites, hop in rows:
+            suites = [s for s in (suites or []) if isinstance(s, str)]
+            if suites:
+                passed = all(outcome.get(s) is True for s in suites)
+            else:
+                hop = hop or category.removesuffix("_gate")
+                passed = hops.get(hop) is True
+            if not passed:
+                continue
+            note = f"resolved: {gate} passed in run {run_id or '(no run id)'} for ds {ds}"
+            conn.execute("UPDATE ops.alerts SET resolved_at = now(), resolution = %s WHERE id = %s",
+                         (note, alert_id))
+            done.append((int(alert_id), note))
+    return done
 
 
 def _row(row: tuple) -> dict[str, Any]:

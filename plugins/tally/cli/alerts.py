@@ -1,4 +1,7 @@
-"""`tally alerts`: on-call alerts recorded in ops.alerts (see docs/runbook.md): list, show, ack."""
+"""`tally alerts`: on-call alerts recorded in ops.alerts (see docs/runbook.md): list, show, ack.
+
+An alert is open until acknowledged, or resolved by a later passing run of its gate
+(``tally.alerts.store.resolve_passed``: ``--all`` lists those with their resolution note)."""
 
 from __future__ import annotations
 
@@ -35,7 +38,7 @@ def alerts_main(ctx: typer.Context) -> None:
 
 @alerts_app.command("list")
 def alerts_list(
-    all_: Annotated[bool, typer.Option("--all", help="Include acknowledged alerts.")] = False,
+    all_: Annotated[bool, typer.Option("--all", help="Include acknowledged and resolved alerts.")] = False,
     ds: Annotated[str | None, params.ds_option("Only this logical date (YYYY-MM-DD).")] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
     dsn: DsnOption = None,
@@ -46,7 +49,7 @@ def alerts_list(
 
     with _alerts_conn(dsn) as conn:
         rows = store.list_alerts(conn, include_acknowledged=all_, ds=ds, limit=limit)
-    records = [{k: r[k] for k in RECORD_FIELDS} for r in rows]
+    records = [{k: r.get(k) for k in RECORD_FIELDS} for r in rows]
     flat = [{**r, "delivery": _delivery_text(r["delivery"])} for r in records]
     emit(fmt, records=flat, fields=RECORD_FIELDS, document={"alerts": records},
          table=lambda: _alerts_table(rows, all_))
@@ -54,7 +57,8 @@ def alerts_list(
 
 # What `tally alerts list --format json|tsv` gives per alert (tsv: delivery as "channel:status,…").
 RECORD_FIELDS = ["id", "created_at", "dag_id", "ds", "gate", "category", "summary", "occurrences",
-                 "last_seen_at", "delivery", "acknowledged_at", "acknowledged_by", "note"]
+                 "last_seen_at", "delivery", "acknowledged_at", "acknowledged_by", "note", "resolved_at",
+                 "resolution"]
 
 
 def _alerts_table(rows: list[dict], all_: bool) -> None:
@@ -68,6 +72,8 @@ def _alerts_table(rows: list[dict], all_: bool) -> None:
         Col("gate / task"), Col("what"), Col("seen", kind="number"), Col("delivery"), Col("ack")])
     for r in rows:
         ack = f"[green]{escape(r['acknowledged_by'] or '')}[/green]" if r["acknowledged_at"] else "[red]open[/red]"
+        if r.get("resolved_at"):
+            ack = f"[green]{escape(r.get('resolution') or 'resolved')}[/green]"
         table.add_row(str(r["id"]), _utc(r["created_at"]), escape(r["dag_id"]), r["ds"],
                       escape(r["gate"]), escape(_clip(r["summary"], 90)), str(r["occurrences"]),
                       _delivery_cell(r["delivery"]), ack)
@@ -96,6 +102,8 @@ def alerts_show(alert_id: Annotated[int, typer.Argument(metavar="ID", min=1)], d
     if row["acknowledged_at"]:
         console.print(f"acknowledged by {row['acknowledged_by']} at {_utc(row['acknowledged_at'])} UTC"
                       + (f": {row['note']}" if row["note"] else ""), markup=False, highlight=False)
+    if row.get("resolved_at"):
+        console.print(f"{row['resolution']} (at {_utc(row['resolved_at'])} UTC)", markup=False, highlight=False)
 
 
 @alerts_app.command("ack")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from collections.abc import Iterable
@@ -12,7 +13,7 @@ import psycopg
 from tally.core.errors import DataProblem
 from tally.core.resources import Resources
 from tally.ledger import validation_log
-from tally.quality.result import GateResult, describe_failure
+from tally.quality.result import GateResult, describe_failure, warning_count
 
 log = logging.getLogger("tally.gates")
 
@@ -25,6 +26,7 @@ def store_and_raise(res: Resources, ds: str, results: list, conn: psycopg.Connec
     for r in results:
         validation_log.store(conn, ds, r, res.run_id)
     conn.commit()
+    resolve_alerts(conn, ds, results, res.run_id)
     for line in gate_lines(results):  # the task log: one line per suite, failed ones first
         log.info("%s", line)
     failed = [r for r in results if not r.success]
@@ -33,13 +35,31 @@ def store_and_raise(res: Resources, ds: str, results: list, conn: psycopg.Connec
     return [r.to_dict() for r in results]
 
 
+def resolve_alerts(conn: psycopg.Connection, ds: str, results: list, run_id: str | None) -> None:
+    """Resolve the open alerts of ``ds`` whose suites all passed in this run of the gate
+    (``tally.alerts.store.resolve_passed``). Never fails the gate: it only logs."""
+    from tally.alerts import store
+
+    try:
+        for alert_id, note in store.resolve_passed(conn, ds, results, run_id):
+            log.info("alert %s %s", alert_id, note)
+    except Exception as exc:  # the gate's verdict stands whatever ops.alerts says
+        with contextlib.suppress(Exception):
+            conn.rollback()
+        log.warning("could not resolve the alerts of ds %s in ops.alerts: %s", ds, exc)
+
+
 def gate_line(result: GateResult) -> str:
-    """One line for a log, e.g. ``raw.erp.payments FAILED 1/7 checks: expect_… observed …`` or
-    ``raw.erp.payments PASSED 7/7 checks``."""
+    """One line for a log, e.g. ``raw.erp.payments FAILED 1/7 checks: expect_… observed …``,
+    ``raw.erp.payments PASSED 7/7 checks`` or, with a warn-severity failure,
+    ``raw.erp.payments PASSED 7/8 checks, 1 warning: expect_… observed …``."""
+    warned = "; ".join(describe_failure(w) for w in result.warnings)
     if result.success:
-        return f"{result.suite} PASSED {result.passed}/{result.evaluated} checks"
+        head = f"{result.suite} PASSED {result.passed}/{result.evaluated} checks"
+        return f"{head}{warning_count(result.warnings)}: {warned}" if warned else head
     why = "; ".join(describe_failure(f) for f in result.failures) or "no detail recorded"
-    return f"{result.suite} FAILED {result.failed}/{result.evaluated} checks: {why}"
+    return f"{result.suite} FAILED {result.failed}/{result.evaluated} checks: {why}" + (
+        f"; {warning_count(result.warnings).removeprefix(', ')}: {warned}" if warned else "")
 
 
 def gate_lines(results: Iterable[GateResult]) -> list[str]:

@@ -3,12 +3,19 @@
 Hops, in flow order: source → raw → curated → warehouse → mart. One row per
 (ds, dataset, hop); re-running a hop replaces its row. ``flow(ds)`` returns the table that
 `tally reconcile` prints, and ``first_divergence`` names where rows were lost.
+
+The ``source`` hop's row count is what the raw zone must hold (the source's count, plus
+tombstones, minus quarantined rows: ``tally.stages.extract.expected_raw_rows``), so that hops
+compare like with like. What the source itself counted is told apart by :func:`accounting`:
+source count, landed, quarantined and tombstones of a landed dataset, from its ``source`` and
+``raw`` entries (``accounting_of(conn, ds)`` for every dataset of a ds).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 
 import psycopg
 
@@ -89,3 +96,62 @@ def first_divergence(hops: dict[str, Entry]) -> tuple[str, str, str] | None:
         if ea.key_checksum and eb.key_checksum and ea.key_checksum != eb.key_checksum:
             return a, b, f"key checksum {ea.key_checksum} -> {eb.key_checksum}"
     return None
+
+
+# The accounting of a landed dataset: (record field, column header), in the order shown
+ACCOUNTING = (("source_count", "source count"), ("landed", "landed"), ("quarantined", "quarantined"),
+              ("tombstones", "tombstones"))
+
+
+@dataclass(frozen=True)
+class Accounting:
+    """Where every row the source counted for a ds went: ``source_count`` (the source's own count
+    for the interval, rows with a NULL key included) = ``landed`` (rows in the raw zone, tombstones
+    not counted) + ``quarantined`` (set aside with a reason); ``tombstones`` (keys deleted at the
+    source) land in the raw zone beside the rows."""
+
+    source_count: int
+    landed: int
+    quarantined: int
+    tombstones: int
+
+    @property
+    def balanced(self) -> bool:
+        return self.source_count == self.landed + self.quarantined
+
+    def as_record(self) -> dict[str, int]:
+        return asdict(self)
+
+    def cells(self) -> list[str]:
+        """The four numbers for a table, ``1,234`` style, in :data:`ACCOUNTING` order."""
+        return [f"{getattr(self, name):,}" for name, _ in ACCOUNTING]
+
+
+def accounting(hops: Mapping[str, Entry]) -> Accounting | None:
+    """The :class:`Accounting` of one dataset's hops (``flow(conn, ds)[dataset]``), from its
+    ``source`` entry (a source that quarantines or finds deletes records ``source_count``,
+    ``quarantined`` and ``tombstones`` in its details; one that does neither counts exactly the
+    rows to land) and its ``raw`` entry (rows in the raw zone, tombstones included). ``None`` for
+    a dataset that is not landed from a source (curated, marts)."""
+    source, raw = hops.get("source"), hops.get("raw")
+    if source is None:
+        return None
+    details = source.details or {}
+    tombstones = int(details.get("tombstones") or 0)
+    quarantined = int(details.get("quarantined") or 0)
+    source_count = details.get("source_count")
+    if source_count is None:  # rows to land = source count + tombstones - quarantined
+        source_count = source.row_count - tombstones + quarantined
+    in_raw = raw.row_count if raw is not None else source.row_count
+    return Accounting(source_count=int(source_count), landed=in_raw - tombstones, quarantined=quarantined,
+                      tombstones=tombstones)
+
+
+def accounting_of(conn: psycopg.Connection, ds: str) -> dict[str, Accounting]:
+    """{dataset: :class:`Accounting`} of every dataset landed from a source for ``ds``."""
+    out = {}
+    for dataset, hops in flow(conn, ds).items():
+        acc = accounting(hops)
+        if acc is not None:
+            out[dataset] = acc
+    return out

@@ -1,4 +1,5 @@
-"""``ops.validation_results``: every gate outcome, pass or fail, for on-call and audits."""
+"""``ops.validation_results``: every gate outcome, pass or fail, for on-call and audits; a passed
+suite's warnings (failed expectations of severity ``warn``) are kept beside its failures."""
 
 from __future__ import annotations
 
@@ -25,17 +26,26 @@ CREATE TABLE IF NOT EXISTS ops.validation_results (
     run_at     timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS validation_results_ds ON ops.validation_results (ds, hop, dataset);
+-- added later; checked first, so that a table that has it is not locked by an ALTER
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = 'ops'
+                   AND table_name = 'validation_results' AND column_name = 'warnings') THEN
+        ALTER TABLE ops.validation_results ADD COLUMN warnings jsonb NOT NULL DEFAULT '[]';
+    END IF;
+END $$;
 """
+_DDL_NAME = "ops.validation_results+warnings"  # ensure_ddl runs once per name: the added column runs too
 
 
 def store(conn: psycopg.Connection, ds: str, result, run_id: str | None = None) -> None:
     """Insert one gate result (a ``tally.quality.result.GateResult``)."""
-    ensure_ddl(conn, "ops.validation_results", DDL)
+    ensure_ddl(conn, _DDL_NAME, DDL)
     conn.execute(
         "INSERT INTO ops.validation_results (ds, hop, dataset, suite, success, evaluated, failed, summary,"
-        " failures, run_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        " failures, run_id, warnings) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (ds, result.hop, result.dataset, result.suite, result.success, result.evaluated, result.failed,
-         result.summary(), json.dumps(result.failures, default=str), run_id),
+         result.summary(), json.dumps(result.failures, default=str), run_id,
+         json.dumps(getattr(result, "warnings", []), default=str)),
     )
 
 
@@ -43,13 +53,13 @@ def latest(conn: psycopg.Connection, ds: str) -> list[dict]:
     """The gate summary of ``ds``: one row per (hop, dataset), aggregating the latest result of
     every suite of that dataset (``raw.*`` and ``schema.*`` run together), failures first
     (:func:`summarise`)."""
-    ensure_ddl(conn, "ops.validation_results", DDL)
+    ensure_ddl(conn, _DDL_NAME, DDL)
     rows = conn.execute(
-        "SELECT DISTINCT ON (hop, dataset, suite) hop, dataset, suite, success, evaluated, failed, summary"
+        "SELECT DISTINCT ON (hop, dataset, suite) hop, dataset, suite, success, evaluated, failed, summary, warnings"
         " FROM ops.validation_results WHERE ds = %s ORDER BY hop, dataset, suite, run_at DESC, id DESC",
         (ds,),
     ).fetchall()
-    keys = ("hop", "dataset", "suite", "success", "evaluated", "failed", "summary")
+    keys = ("hop", "dataset", "suite", "success", "evaluated", "failed", "summary", "warnings")
     return summarise([dict(zip(keys, r, strict=True)) for r in rows])
 
 
@@ -60,8 +70,12 @@ def summarise(results: list[dict]) -> list[dict]:
     """One row per (hop, dataset) from per-suite rows (``hop``, ``dataset``, ``suite``,
     ``success``, ``evaluated``, ``failed``, ``summary``): failed when any of its suites failed,
     ``evaluated`` and ``failed`` summed over the suites, ``suites`` named (failed ones first),
-    ``summary`` the failed suites' summaries (empty when all passed). Failed rows come first,
-    then by hop along the pipeline and dataset."""
+    ``summary`` the failed suites' summaries (empty when all passed), ``warnings`` the number of
+    failed ``warn``-severity expectations over its suites and ``warning_summary`` what they found
+    (``raw.erp.payments: 1 warning: expect_… e.g. payment_id 2 (amount …)``; empty without any).
+    Failed rows come first, then by hop along the pipeline and dataset."""
+    from tally.quality.result import describe_failure, warning_count
+
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in results:
         groups.setdefault((r["hop"], r["dataset"]), []).append(r)
@@ -77,6 +91,10 @@ def summarise(results: list[dict]) -> list[dict]:
             "failed": sum(int(r["failed"] or 0) for r in rows),
             "failed_suites": [r["suite"] for r in failed_rows],
             "summary": "; ".join(str(r["summary"]) for r in failed_rows),
+            "warnings": sum(len(r.get("warnings") or []) for r in rows),
+            "warning_summary": "; ".join(
+                f"{r['suite']}: {warning_count(r['warnings']).removeprefix(', ')}: "
+                + "; ".join(describe_failure(w) for w in r["warnings"]) for r in rows if r.get("warnings")),
         })
 
     def order(row: dict) -> tuple:

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from tally.quality.suites import expectation_columns, split_name, suite_key
+from tally.quality.suites import expectation_columns, severity_of, split_name, suite_key
 
 SAMPLE_SIZE = 10
 
@@ -43,16 +43,21 @@ class GateResult:
     target: str = ""  # what was validated: a lake partition, a table and filter, a DataFrame
     parameters: dict = field(default_factory=dict)
     data_docs: str = ""  # the validation's Data Docs page, relative to the site (tally.quality.docs)
+    # failed expectations of severity ``warn`` (meta.severity): recorded and shown, the gate passes;
+    # ``failures`` and ``failed`` hold the ``fail`` ones only
+    warnings: list[dict] = field(default_factory=list)
 
     @property
     def passed(self) -> int:
-        return self.evaluated - self.failed
+        return self.evaluated - self.failed - len(self.warnings)
 
     def summary(self) -> str:
         """One line for on-call, e.g. ``raw.salesforce.Opportunity: 2/3 passed;
-        expect_table_row_count_to_equal observed 998 expected 1000``."""
-        head = f"{self.suite}: {self.passed}/{self.evaluated} passed"
-        return "; ".join([head, *(describe_failure(f) for f in self.failures)])
+        expect_table_row_count_to_equal observed 998 expected 1000``; warnings follow
+        (``…: 7/8 passed, 1 warning; warning: expect_…``)."""
+        head = f"{self.suite}: {self.passed}/{self.evaluated} passed" + warning_count(self.warnings)
+        return "; ".join([head, *(describe_failure(f) for f in self.failures),
+                          *(f"warning: {describe_failure(w)}" for w in self.warnings)])
 
     def to_dict(self) -> dict:
         return jsonable(asdict(self))
@@ -76,19 +81,26 @@ def from_gx(suite_dict: dict, result: Any, *, target: str, parameters: dict, key
         return order.get((cfg.type, tuple(columns_of(cfg.kwargs))), len(order))
 
     results = sorted(result.results, key=position)
-    failures = [_failure(r, key, scales or {}) for r in results if not r.success]
+    found = [_failure(r, key, scales or {}) for r in results if not r.success]
+    failures = [f for f in found if f["severity"] == "fail"]
     return GateResult(
         suite=name,
         hop=hop,
         dataset=dataset,
-        success=bool(result.success),
+        success=not failures,  # a warn-severity failure is kept, not failed
         evaluated=len(results),
         failed=len(failures),
         failures=failures,
         run_at=datetime.now(UTC).isoformat(timespec="seconds"),
         target=target,
         parameters=jsonable(parameters),
+        warnings=[f for f in found if f["severity"] != "fail"],
     )
+
+
+def warning_count(warnings: list) -> str:
+    """``, 1 warning`` / ``, 2 warnings``, or ``""`` without any."""
+    return f", {len(warnings)} warning{'s' if len(warnings) != 1 else ''}" if warnings else ""
 
 
 def columns_of(kwargs: Mapping[str, Any]) -> list[str]:
@@ -103,6 +115,7 @@ def _failure(r: Any, key: list[str], scales: Mapping[str, int]) -> dict:
     failure: dict[str, Any] = {
         "expectation": cfg.type,
         "column": kwargs["column_list"] if "column_list" in kwargs else (cols[0] if len(cols) == 1 else cols or None),
+        "severity": severity_of(cfg.meta),
     }
     error = _exception_message(r.exception_info)
     if error:

@@ -8,8 +8,17 @@ A suite file is named ``<hop>.<dataset>.json`` (``raw.salesforce.Opportunity.jso
      "meta": {"notes": "what the suite guards", "parameters": {"source_count": "..."}}}
 
 Runtime values are GX expectation parameters, ``{"$PARAMETER": "source_count"}``, filled in at
-validation time. Everything here except :func:`build_suite` is plain JSON handling and does not
-import GX (which takes ~9 s to import).
+validation time.
+
+An expectation's ``meta.severity`` says what its failure does: ``fail`` (the default) fails the
+gate; ``warn`` is recorded with the result (``GateResult.warnings``, ``ops.validation_results``)
+and shown in the gate summary, but the gate passes. It is handed to GX as the expectation's own
+``severity`` (``critical`` / ``warning``). The outlier rule of a money column
+(``meta.rule: "outlier"``, an ``expect_column_values_to_be_between`` with ``mostly: 1.0``) holds
+the column's configured bounds and severity (docs/quality.md, "Outlier bounds").
+
+Everything here except :func:`build_suite` is plain JSON handling and does not import GX
+(which takes ~9 s to import).
 """
 
 from __future__ import annotations
@@ -25,6 +34,9 @@ if TYPE_CHECKING:
     from great_expectations.core import ExpectationSuite
 
 HOPS = ("raw", "curated", "warehouse", "mart")
+
+# meta.severity -> GX's FailureSeverity value
+SEVERITIES = {"fail": "critical", "warn": "warning"}
 
 # kwargs naming the columns an expectation reads
 COLUMN_KWARGS = ("column", "column_A", "column_B")
@@ -82,7 +94,16 @@ def load_suite_dict(name: str, directory: Path | str | None = None) -> dict[str,
             raise SuiteError(f"{path}: expectation #{i} has no 'type' starting with 'expect_'")
         if not isinstance(exp.get("kwargs", {}), dict):
             raise SuiteError(f"{path}: expectation #{i} ({exp['type']}): 'kwargs' must be an object")
+        severity = (exp.get("meta") or {}).get("severity", "fail")
+        if severity not in SEVERITIES:
+            raise SuiteError(f"{path}: expectation #{i} ({exp['type']}): meta.severity is {severity!r}; "
+                             f"use one of {', '.join(SEVERITIES)}")
     return data
+
+
+def severity_of(meta: dict | None) -> str:
+    """``fail`` or ``warn``: what an expectation's failure does (its ``meta.severity``)."""
+    return str((meta or {}).get("severity") or "fail")
 
 
 def expectation_columns(expectation: dict[str, Any]) -> list[str]:
@@ -149,15 +170,20 @@ def build_suite(suite: dict[str, Any]) -> ExpectationSuite:
     kwargs); a gate silently running fewer checks than reviewed is worse than failing, so
     this raises instead.
     """
+    import inspect
+
     from great_expectations.core import ExpectationSuite
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
+    # GX's own severity (1.5.11+): shown in Data Docs; what a warning does is Tally's (from_gx)
+    graded = "severity" in inspect.signature(ExpectationConfiguration).parameters
     built = []
     for i, exp in enumerate(suite["expectations"]):
         try:
+            severity = {"severity": SEVERITIES[severity_of(exp.get("meta"))]} if graded else {}
             config = ExpectationConfiguration(
                 type=exp["type"], kwargs=dict(exp.get("kwargs", {})), meta=exp.get("meta"),
-                notes=exp.get("notes"),
+                notes=exp.get("notes"), **severity,
             )
             built.append(config.to_domain_obj())
         except Exception as exc:

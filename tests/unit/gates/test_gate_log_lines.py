@@ -46,6 +46,7 @@ class _Conn:
 
 def test_storing_results_logs_one_line_per_suite_and_no_dict(monkeypatch, caplog):
     monkeypatch.setattr(common.validation_log, "store", lambda *a, **k: None)
+    monkeypatch.setattr(common, "resolve_alerts", lambda *a, **k: None)  # ops.alerts: no database here
     results = [_result("raw.erp.customers", 6, []), _result("raw.erp.payments", 7, [ROW_COUNT])]
     with caplog.at_level(logging.INFO, logger="tally.gates"), pytest.raises(DataProblem):
         common.store_and_raise(SimpleNamespace(run_id="r1"), "2026-12-01", results, conn=_Conn())

@@ -143,7 +143,7 @@ def test_parallel_gates_never_lose_each_others_entries(site, lake):
 def test_docs_can_be_switched_off_and_never_break_a_gate(site, lake, monkeypatch, tmp_path):
     monkeypatch.setenv("TALLY_DATA_DOCS", "off")
     result = validate(lake)
-    assert result.data_docs == "" and not site.exists() and result.evaluated == 6
+    assert result.data_docs == "" and not site.exists() and result.evaluated == 7
     monkeypatch.setenv("TALLY_DATA_DOCS", "on")
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("x")

@@ -91,7 +91,7 @@ def test_raw_suites_check_the_catalog_key_and_cursor(name):
 
 def test_suite_columns_and_parameters():
     data = suites.load_suite_dict("raw.salesforce.Opportunity")
-    assert suites.suite_columns(data) == ["Id", "SystemModstamp", "Probability", "StageName"]
+    assert suites.suite_columns(data) == ["Id", "SystemModstamp", "Probability", "StageName", "Amount"]
     assert suites.suite_parameters(data) == ["source_count"]
     mart = suites.load_suite_dict("mart.mart_rep_performance", TEST_SUITES)
     assert suites.suite_columns(mart) == ["ds", "owner_id", "percent_rank_in_region", "win_rate", "won_amount"]
@@ -133,20 +133,20 @@ def test_valid_opportunities_pass():
     result = context.validate_dataframe("raw.salesforce.Opportunity", opportunities(1000), {"source_count": 1000})
     assert result.success, result.summary()
     assert (result.suite, result.hop, result.dataset) == ("raw.salesforce.Opportunity", "raw", "salesforce.Opportunity")
-    assert (result.evaluated, result.failed, result.failures) == (6, 0, [])
-    assert result.summary() == "raw.salesforce.Opportunity: 6/6 passed"
+    assert (result.evaluated, result.failed, result.failures) == (7, 0, [])
+    assert result.summary() == "raw.salesforce.Opportunity: 7/7 passed"
     assert datetime.fromisoformat(result.run_at).tzinfo == UTC
 
 
 def test_wrong_row_count():
     result = context.validate_dataframe("raw.salesforce.Opportunity", opportunities(998), {"source_count": 1000})
-    assert not result.success and (result.evaluated, result.failed) == (6, 1)
+    assert not result.success and (result.evaluated, result.failed) == (7, 1)
     assert result.failures[0] | {"note": None} == {
         "expectation": "expect_table_row_count_to_equal", "column": None,
-        "observed": 998, "expected": 1000, "sample": [], "note": None,
+        "observed": 998, "expected": 1000, "sample": [], "note": None, "severity": "fail",
     }
     assert result.summary() == (
-        "raw.salesforce.Opportunity: 5/6 passed; expect_table_row_count_to_equal observed 998 expected 1000"
+        "raw.salesforce.Opportunity: 6/7 passed; expect_table_row_count_to_equal observed 998 expected 1000"
     )
 
 
@@ -187,7 +187,7 @@ def test_out_of_domain_stage_and_probability():
     assert f"e.g. Id {df.loc[3, 'Id']} (Probability 150.0)" in result.summary()
     # failures come in suite order; the summary names each
     assert [f["column"] for f in result.failures] == ["Probability", "StageName"]
-    assert result.summary().startswith("raw.salesforce.Opportunity: 4/6 passed; expect_column_values_to_be_between")
+    assert result.summary().startswith("raw.salesforce.Opportunity: 5/7 passed; expect_column_values_to_be_between")
 
 
 def test_sample_is_capped_at_ten():
@@ -247,7 +247,7 @@ def test_every_reason_at_once_and_json_result():
         ("expect_column_values_to_not_be_null", "SystemModstamp"),
         ("expect_column_values_to_be_in_set", "StageName"),
     }
-    assert result.failed == 5 and result.passed == 1
+    assert result.failed == 5 and result.passed == 2
     as_json = json.loads(json.dumps(result.to_dict()))
     assert as_json["failures"] == result.failures and as_json["parameters"] == {"source_count": 21}
 
@@ -354,7 +354,7 @@ def test_validate_parquet_reads_only_manifest_files_and_suite_columns(lake, monk
     result = parquet.validate_parquet("raw.salesforce.Opportunity", lake, OPP.lake_path, "2024-01-02",
                                    {"source_count": 600})
     assert result.success, result.summary()
-    assert seen == [["Id", "SystemModstamp", "Probability", "StageName"]]
+    assert seen == [["Id", "SystemModstamp", "Probability", "StageName", "Amount"]]
     assert "ds=2024-01-02 (2 files, 600 rows)" in result.target
 
 
@@ -420,7 +420,7 @@ def test_batch_wise_validation_equals_whole_partition_and_bounds_the_frames(lake
     assert max(sizes) <= 100 and sum(sizes) == 600  # never more than one batch of data in pandas
     assert "validated in batches of 100" in batched.target
     assert (batched.success, batched.evaluated, batched.failed) == (whole.success, whole.evaluated, whole.failed) \
-        == (False, 6, 4)
+        == (False, 7, 4)
     assert batched.failures == whole.failures
     unique = only(batched, "expect_column_values_to_be_unique", "Id")
     assert (unique["unexpected_count"], unique["element_count"]) == (2, 600)
@@ -435,7 +435,7 @@ def test_batch_wise_validation_passes_a_clean_partition(lake):
     result = parquet.validate_parquet("raw.salesforce.Opportunity", lake, OPP.lake_path, "2024-01-06",
                                    {"source_count": 500}, batch_rows=64)
     assert result.success, result.summary()
-    assert result.passed == result.evaluated == 6
+    assert result.passed == result.evaluated == 7
 
 
 def test_compound_uniqueness_is_exact_across_batches(lake, tmp_path):
@@ -499,11 +499,13 @@ def test_preload_launcher_is_the_scheduler_command(monkeypatch):
     from tally_local.stack import airflow
 
     monkeypatch.delenv("TALLY_PRELOAD_GX", raising=False)
-    assert airflow.command("scheduler") == [sys.executable, "-m", "tally.airflow.preload", "scheduler"]
+    # the log server runs apart, bound to 127.0.0.1 (tally_local.stack.airflow): --skip-serve-logs
+    assert airflow.command("scheduler") == [sys.executable, "-m", "tally.airflow.preload", "scheduler",
+                                            "--skip-serve-logs"]
     assert airflow.command("dag-processor")[-1] == "dag-processor"  # DAG parsing stays GX-free
     assert "tally.airflow.preload" not in airflow.command("api-server")
     monkeypatch.setenv("TALLY_PRELOAD_GX", "false")
-    assert airflow.command("scheduler")[1:] == ["scheduler"]
+    assert airflow.command("scheduler")[1:] == ["scheduler", "--skip-serve-logs"]
 
 
 def test_modules_importing_cheaply():
