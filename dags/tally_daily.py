@@ -21,13 +21,17 @@ For the run's data interval (one UTC day; **ds** = the interval's start date):
 4. **gate_curated**: Spark's outputs hold exactly the live records the raw zone implies
    (computed independently: row counts and key checksums), keys unique, domains valid, and
    every manifest's counts add up (resolved / unresolved, linked / unlinked, events).
-5. **load_warehouse**: COPY raw and curated partitions into Postgres, idempotent per (table, ds).
-6. **gate_warehouse**: every table's ds slice, counted and checksummed in SQL, equals its manifest.
-7. **dbt_build**: one `dbt build` for the ds: staging and intermediate views, SCD2 snapshots,
+5. **load_warehouse**: COPY raw and curated partitions into Postgres *staging* tables
+   (`wap_raw.*`, `wap_curated.*`), idempotent per (table, ds); nothing published is touched.
+6. **gate_warehouse**: every table's staged ds slice, counted and checksummed in SQL, equals its
+   manifest. A failed gate leaves the published tables as they were.
+7. **publish_warehouse**: all tables of the ds switch from staging to `raw.*` / `curated.*` in one
+   transaction, recorded in `ops.publications` (write–audit–publish: `docs/warehouse.md`).
+8. **dbt_build**: one `dbt build` for the ds: staging and intermediate views, SCD2 snapshots,
    unit tests, the four marts (`mart_rep_performance`, `mart_o2r_pipeline`,
    `mart_revenue_by_country`, `mart_account_health`) with the tests after each model. One task,
    not a task per model: measured by `bench/dbt_in_airflow.py` (see `docs/marts.md`).
-8. **gate_mart**: each mart's GX suite, and its rows and money totals reconciled exactly (in SQL,
+9. **gate_mart**: each mart's GX suite, and its rows and money totals reconciled exactly (in SQL,
    numeric) with the curated zone. On success it updates the marts' assets, which trigger
    `tally_reconcile`.
 
@@ -37,7 +41,9 @@ A run not finished 3 hours after it was queued pages on-call (a `DeadlineAlert`)
 
 Every stage writes row counts and key checksums to `ops.ledger`; every gate writes
 `ops.validation_results`. A failed gate stops everything downstream. Data problems raise
-`AirflowFailException` and are never retried; retries are for transient errors only.
+`AirflowFailException` and are never retried; retries are for transient errors only, and no
+retry waits longer than its `max_retry_delay` (5 minutes for extracts, 10 for the rest), however
+many tries came before.
 On-call: see the README's runbook, and `tally reconcile --ds <ds>`.
 """
 
@@ -111,11 +117,13 @@ def spark_job(job: str) -> SparkSubmitOperator:
     tags=["tally", "salesforce", "erp", "marts"],
     doc_md=__doc__,
     default_args={"owner": "data-platform", "retries": 2, "retry_delay": timedelta(seconds=30),
+                  "max_retry_delay": timedelta(minutes=10),
                   "on_failure_callback": alert_on_failure},
     user_defined_macros=MACROS,
 )
 def tally_daily():
-    @task(retries=3, retry_delay=timedelta(seconds=20), retry_exponential_backoff=True)
+    @task(retries=3, retry_delay=timedelta(seconds=20), retry_exponential_backoff=True,
+          max_retry_delay=timedelta(minutes=5))
     def extract(dataset_id: str, data_interval_start=None, data_interval_end=None, run_id=None) -> dict:
         """Land one dataset's interval in the raw zone (doc_md set per dataset below)."""
         from tally.airflow import tasks
@@ -141,7 +149,8 @@ def tally_daily():
                     for dataset_id in contract.RAW_DATASETS}
         gated = gate_raw(extracts)
 
-    @task(retries=3, retry_delay=timedelta(seconds=20), retry_exponential_backoff=True)
+    @task(retries=3, retry_delay=timedelta(seconds=20), retry_exponential_backoff=True,
+          max_retry_delay=timedelta(minutes=5))
     def land_events(run_id=None) -> dict:
         """Drain the activity topic into the lake (what tally_events does every 15 minutes), so
         account_engagement sees every event appended before the run; no topic: nothing to do."""
@@ -165,8 +174,8 @@ def tally_daily():
 
     @task(show_return_value_in_logs=False)
     def gate_warehouse(data_interval_start=None, run_id=None) -> list[dict]:
-        """Every table's ds slice in Postgres, counted and checksummed in SQL, equals the lake
-        manifest it was loaded from. One log line per table. On-call:
+        """Every table's staged ds slice in Postgres, counted and checksummed in SQL, equals the lake
+        manifest it was loaded from; failed: nothing is published. One log line per table. On-call:
         `docs/runbook.md#warehouse-gate-failed`."""
         from tally.airflow import tasks
 
@@ -174,11 +183,21 @@ def tally_daily():
 
     @task
     def load_warehouse(data_interval_start=None, run_id=None) -> list[dict]:
-        """COPY the ds's raw and curated partitions into Postgres, one transaction per (table, ds):
-        idempotent, safe to clear. On-call: `docs/runbook.md#warehouse-load-failed`."""
+        """COPY the ds's raw and curated partitions into the staging tables (`wap_raw.*`,
+        `wap_curated.*`), one transaction per (table, ds): idempotent, safe to clear; the published
+        tables are not touched. On-call: `docs/runbook.md#warehouse-load-failed`."""
         from tally.airflow import tasks
 
         return tasks.load(tasks.ds_of(data_interval_start), run_id)
+
+    @task
+    def publish_warehouse(data_interval_start=None, run_id=None) -> dict:
+        """Publish the gated staging slices of the ds to `raw.*` and `curated.*`: every table in one
+        transaction, recorded in `ops.publications`; a re-run after success does nothing. On-call:
+        `docs/runbook.md#warehouse-publish-failed`."""
+        from tally.airflow import tasks
+
+        return tasks.publish(tasks.ds_of(data_interval_start), run_id)
 
     @task
     def dbt_build(data_interval_start=None, run_id=None) -> None:
@@ -203,7 +222,7 @@ def tally_daily():
 
     [*extracts.values(), gated] >> conformed
     loaded = [rankings, engagement] >> gate_curated() >> load_warehouse() >> gate_warehouse()
-    loaded >> dbt_build() >> gate_mart()
+    loaded >> publish_warehouse() >> dbt_build() >> gate_mart()
 
 
 def extract_doc(dataset_id: str) -> str:

@@ -143,6 +143,11 @@ def test_one_day_through_every_stage(airflow_stack):
         ledger_rows = conn.execute(
             "SELECT dataset, hop, row_count, key_checksum FROM ops.ledger WHERE ds = %s", (DS,)
         ).fetchall()
+        publications = conn.execute("SELECT cardinality(tables), rows FROM ops.publications WHERE ds = %s",
+                                    (DS,)).fetchall()
+
+    # write–audit–publish: publish_warehouse switched every table of the ds at once, exactly once
+    assert [p[0] for p in publications] == [len(catalog.all_raw()) + len(catalog.CURATED_KEYS)], publications
 
     # (a) the marts equal what the ground truth implies
     assert {r[0] for r in rows} == set(expected)

@@ -303,10 +303,10 @@ def seed(conn: psycopg.Connection) -> None:
                                        "_deleted": True}], DS2)  # tombstone
     for name, rows in curated_rows().items():
         insert(conn, f"curated.{name}", rows, DS2)
-    # the loader's ledger rows: the load time source freshness reads
+    # the publish's ledger rows: the publication time source freshness reads
     datasets = [ds.dataset_id for ds in catalog.all_raw()] + list(catalog.CURATED_KEYS)
     for dataset in datasets:
-        ledger.record(conn, Entry(DS2, dataset, "warehouse", 0, None, {}))
+        ledger.record(conn, Entry(DS2, dataset, "warehouse", 0, None, {"published_at": "2024-03-02T01:00:00+00:00"}))
 
 
 # -- expected marts, computed from the rows above ----------------------------------------------------------
@@ -520,6 +520,8 @@ def test_dbt_build_marts_freshness_and_gate(warehouse_conn, warehouse_dsn, dbt, 
         with conn.cursor() as cur:
             cur.execute("update ops.ledger set recorded_at = now() - interval '60 hours'"
                         " where dataset = 'erp.payments' and hop = 'warehouse'")
+        # a later ds staged but not published (its warehouse gate failed) does not make it fresh
+        ledger.record(conn, ledger.Entry("2024-03-03", "erp.payments", "warehouse", 0, None, {"table": "raw.erp_payments"}))
         stale = {r["unique_id"]: r["status"] for r in dbt("source", "freshness", ok=False)["results"]}
         assert {k: v for k, v in stale.items() if v != "pass"} == {"source.tally.raw.erp_payments": "error"}
 

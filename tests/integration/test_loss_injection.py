@@ -21,6 +21,7 @@ from tally.gates.mart import gate_mart
 from tally.gates.raw import gate_raw
 from tally.gates.warehouse import gate_warehouse
 from tally.load.stage import load
+from tally.load.wap import publish
 from tally.stages.dbt import dbt_build
 from tally.stages.extract import extract
 from tally_local import generator
@@ -53,6 +54,7 @@ def world(stack, spark, warehouse_conn_module, tmp_path_factory):
     gate_curated(res, DS)
     load(res, DS)
     gate_warehouse(res, DS)
+    publish(res, DS)
     dbt_build(res, DS)
     gate_mart(res, DS)
     return res, data, opportunity_enrichment, spark
@@ -109,12 +111,15 @@ def test_deleted_landed_file_is_caught_by_the_raw_gate(world):
 
 
 def test_rows_dropped_in_the_load_are_caught_by_the_warehouse_gate(world):
+    """Rows lost between the lake and the staged slice: the gate fails, nothing is published."""
     res, data, _, _ = world
+    load(res, DS)  # staged again (wap_raw.*), the published slice stays
     with psycopg.connect(res.warehouse.conninfo()) as conn:
-        before = conn.execute("SELECT count(*) FROM raw.sf_opportunity WHERE _ds = %s", (DS,)).fetchone()[0]
+        published = conn.execute("SELECT count(*) FROM raw.sf_opportunity WHERE _ds = %s", (DS,)).fetchone()[0]
+        before = conn.execute("SELECT count(*) FROM wap_raw.sf_opportunity WHERE _ds = %s", (DS,)).fetchone()[0]
         dropped = sorted(r[0] for r in conn.execute(
-            "DELETE FROM raw.sf_opportunity WHERE ctid IN "
-            "(SELECT ctid FROM raw.sf_opportunity WHERE _ds = %s LIMIT 3) RETURNING id", (DS,)))
+            "DELETE FROM wap_raw.sf_opportunity WHERE ctid IN "
+            "(SELECT ctid FROM wap_raw.sf_opportunity WHERE _ds = %s LIMIT 3) RETURNING id", (DS,)))
     with pytest.raises(DataProblem) as info:
         gate_warehouse(res, DS)
     message = str(info.value)
@@ -128,9 +133,14 @@ def test_rows_dropped_in_the_load_are_caught_by_the_warehouse_gate(world):
 
     diff = key_diff(res.lake, res.warehouse, "salesforce.Opportunity", DS)
     assert (diff.left, diff.right, diff.missing, diff.extra_count) == ("raw", "warehouse", dropped, 0)
+    with pytest.raises(DataProblem, match="staged but not published"):
+        publish(res, DS)
+    with psycopg.connect(res.warehouse.conninfo()) as conn:  # what analysts read is untouched
+        assert conn.execute("SELECT count(*) FROM raw.sf_opportunity WHERE _ds = %s", (DS,)).fetchone()[0] == published
     load(res, DS)  # heal
     assert key_diff(res.lake, res.warehouse, "salesforce.Opportunity", DS).missing_count == 0
     gate_warehouse(res, DS)
+    assert publish(res, DS)["published"] is True
 
 
 def test_a_broken_spark_join_is_caught_by_the_curated_gate(world, monkeypatch):

@@ -87,7 +87,7 @@ def _tasks(state: str = "success") -> dict[str, str | None]:
     tasks: dict[str, str | None] = {f"land.extract_{d.replace('.', '_')}": state for d in contract.RAW_DATASETS}
     tasks |= {f"spark_{j}": state for j in contract.SPARK_JOBS}
     tasks |= {t: state for t in ("land.gate_raw", "land_events", "gate_curated", "load_warehouse",
-                                 "gate_warehouse", "dbt_build", "gate_mart")}
+                                 "gate_warehouse", "publish_warehouse", "dbt_build", "gate_mart")}
     return tasks
 
 
@@ -122,7 +122,7 @@ def _invoke(tmp_path, warehouse, airflow_url: str | None, *args: str):
 def _gate_raw_failed() -> dict[str, str | None]:
     tasks = _tasks() | {"land.gate_raw": "failed"}
     tasks |= {t: "upstream_failed" for t in tasks if t.startswith("spark_") or t in (
-        "gate_curated", "load_warehouse", "gate_warehouse", "dbt_build", "gate_mart")}
+        "gate_curated", "load_warehouse", "gate_warehouse", "publish_warehouse", "dbt_build", "gate_mart")}
     return tasks
 
 
@@ -173,3 +173,40 @@ def test_json_carries_the_verdict_counts_and_checksums(tmp_path, ledger_db, fake
     assert opp["raw_rows"] == 7 and opp["raw_key_checksum"] == "7777777777777777"
     assert opp["warehouse_rows"] == 10 and opp["warehouse_this_run"] is False
     assert opp["verdict"].startswith("not loaded: land.gate_raw failed")
+
+
+@pytest.fixture
+def staged_db(warehouse_conn):
+    """A ds loaded into staging whose warehouse gate failed (another table's domain, say): every
+    hop of User agrees; ``ops.staged`` holds the ds with the gate's verdict."""
+    from tally.load import wap
+
+    with psycopg.connect(warehouse_conn.conninfo()) as conn:
+        for hop, checksum in (("source", None), ("raw", "3333333333333333"), ("warehouse", "3333333333333333")):
+            ledger.record(conn, Entry(DS, "salesforce.User", hop, 3, checksum, {}))
+        wap.mark_staged(conn, DS, "manual__1", {"raw.sf_user": 3})
+        wap.mark_gated(conn, DS, False, {"raw.sf_user": 3})
+    return warehouse_conn
+
+
+def test_a_failed_warehouse_gate_says_staged_not_published_exit_7(tmp_path, staged_db, fake_airflow):
+    failed_gate = _tasks() | {"gate_warehouse": "failed"} | {t: "upstream_failed" for t in (
+        "publish_warehouse", "dbt_build", "gate_mart")}
+    fake_airflow.runs[f"{DS}T00:00:00+00:00"] = ("manual__1", "failed", failed_gate)
+    result = _invoke(tmp_path, staged_db, fake_airflow.url)
+    assert result.exit_code == 7, result.output
+    out = " ".join(result.output.split())
+    assert "staged, not published: gate_warehouse failed" in out and "(exit 7)" in out
+    assert "lost" not in out
+
+    no_publish = _tasks() | {"publish_warehouse": None}  # the run ended without publishing
+    fake_airflow.runs[f"{DS}T00:00:00+00:00"] = ("manual__1", "failed", no_publish)
+    result = _invoke(tmp_path, staged_db, fake_airflow.url)
+    assert result.exit_code == 7, result.output
+    assert "staged, not published: publish has not run" in " ".join(result.output.split())
+
+    # Airflow unknown: the warehouse's own record (ops.staged) says it
+    result = _invoke(tmp_path, staged_db, None, "--format", "json")
+    assert result.exit_code == 7, result.output
+    user = next(d for d in json.loads(result.stdout)["datasets"] if d["dataset"] == "salesforce.User")
+    assert user["verdict"] == "staged, not published: gate_warehouse failed (ledger only)" and user["code"] == 7

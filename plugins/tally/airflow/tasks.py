@@ -21,6 +21,7 @@ from tally.gates import mart as mart_gate
 from tally.gates import raw as raw_gate
 from tally.gates import warehouse as warehouse_gate
 from tally.load import stage as load_stage
+from tally.load import wap
 from tally.reconcile import full as reconcile_full
 from tally.stages import dbt as dbt_stage
 from tally.stages import extract as extract_stage
@@ -101,6 +102,10 @@ def load(ds: str, run_id: str | None) -> list[dict]:
 
 def gate_warehouse(ds: str, run_id: str | None) -> list[dict]:
     return run(warehouse_gate.gate_warehouse, resources(run_id), ds)
+
+
+def publish(ds: str, run_id: str | None) -> dict:
+    return run(wap.publish, resources(run_id), ds)
 
 
 def dbt_build(ds: str, run_id: str | None) -> None:

@@ -29,7 +29,8 @@ def reconcile(
     tally_daily's run for ds did (its task states, from Airflow's API): the hop that lost rows, or
     the failed task that stopped a dataset before a hop, or that the ds has no run; sample keys of
     what was lost. Exit 0 every hop agrees, 1 rows lost at a hop that ran, 2 usage error, 3 not
-    loaded (a task failed), 4 no run for ds, 5 run in progress. With --full, reconcile the ERP's
+    loaded (a task failed), 4 no run for ds, 5 run in progress, 7 staged, not published (the
+    warehouse gate failed or the publish has not run). With --full, reconcile the ERP's
     current rows with the warehouse instead."""
     if full:
         if ds is not None:
@@ -45,19 +46,21 @@ def reconcile(
 
 def _reconcile_ds(ds: str, fmt: Format) -> None:
     """The ledger's flow for ds judged with the run's task states (``tally.reconcile.verdict``);
-    exits with the verdict's code (0 ok, 1 lost, 3 not loaded, 4 no run, 5 in progress)."""
+    exits with the verdict's code (0 ok, 1 lost, 3 not loaded, 4 no run, 5 in progress, 7 not published)."""
     import psycopg
 
     from tally import ledger
     from tally.cli.output import emit
+    from tally.load import wap
     from tally.reconcile.report import flow_records, flow_table
-    from tally.reconcile.verdict import Code, judge
+    from tally.reconcile.verdict import Code, Publication, judge
 
     profile = common.require_profile()
     with psycopg.connect(profile.warehouse.conninfo()) as conn:
         flow = ledger.flow(conn, ds)
+        publication = Publication(**wap.state(conn, ds))
     run, known, note = dag_run_of(profile, ds)
-    judgement = judge(flow, run, ds, airflow_known=known)
+    judgement = judge(flow, run, ds, airflow_known=known, publication=publication)
     # sample keys compare the lake with the warehouse (and the mart): only where this run loaded it
     lost = [d for d, v in judgement.verdicts.items() if v.code is Code.LOST and "warehouse" in v.current]
     keys = _lost_keys(profile, ds, lost)
@@ -116,6 +119,7 @@ def dag_run_of(profile: Profile, ds: str) -> tuple[DagRun | None, bool, str | No
 
 def _lost_keys(profile: Profile, ds: str, datasets: list[str]) -> dict[str, str]:
     """Sample keys missing between the lake and the warehouse (and the mart) of datasets that lost rows."""
+    from tally.lake.verify import PartitionMismatch
     from tally.reconcile.keys import key_diff
 
     out: dict[str, str] = {}
@@ -126,6 +130,9 @@ def _lost_keys(profile: Profile, ds: str, datasets: list[str]) -> dict[str, str]
         try:
             diff = key_diff(res.lake, res.warehouse, dataset, ds)
         except (KeyError, FileNotFoundError):
+            continue
+        except PartitionMismatch as exc:  # the lake's files are not what was committed: that is the loss
+            out[dataset] = f"{dataset}: {exc}"
             continue
         if diff and (diff.missing_count or diff.extra_count):
             out[dataset] = (f"{dataset}: {diff.missing_count} key(s) in {diff.left} missing from {diff.right}"

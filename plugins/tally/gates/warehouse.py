@@ -1,5 +1,7 @@
-"""The warehouse gate: every loaded table's ds slice, counted and checksummed in the database,
-equals its manifest."""
+"""The warehouse gate (the *audit* of write–audit–publish, ``tally.load.wap``): every table's
+*staged* ds slice (``wap_raw.*``, ``wap_curated.*``), counted and checksummed in the database,
+equals its manifest. Its verdict is kept on ``ops.staged``; only a passed gate lets
+``tally.load.wap.publish`` publish the ds."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from datetime import UTC, datetime
 
 import psycopg
 
-from tally import catalog, contract
+from tally.core.errors import DataProblem
 from tally.core.resources import Resources, check_ds, record
 from tally.gates.common import store_and_raise
 from tally.ledger import Entry
@@ -20,19 +22,26 @@ WAREHOUSE_GATE_CONNECTIONS = 2
 
 
 def gate_warehouse(res: Resources, ds: str) -> list[dict]:
-    """Every loaded table's ds slice, counted and checksummed in the database, equals its manifest."""
+    """Every staged table's ds slice, counted and checksummed in the database, equals its manifest;
+    ledger: the warehouse hop (the staged slice, which the publish moves as it is)."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from tally.load import wap
     from tally.load.warehouse import ensure_ops, measure
 
     check_ds(ds)
-    targets = [(d.dataset_id, d.lake_path, "raw", d.warehouse_table, catalog.snake_case(d.key))
-               for d in catalog.all_raw()]
-    targets += [(name, f"curated/{name}", "curated", name, catalog.CURATED_KEYS[name]) for name in contract.CURATED]
+    targets = [(t.dataset, t.lake_path, wap.staging_schema(t.schema), t.table, t.key, t.published)
+               for t in wap.targets()]
     manifests = {t[0]: res.lake.read_manifest(t[1], ds) for t in targets}
     todo = [t for t in targets if manifests[t[0]] is not None]
     with psycopg.connect(res.warehouse.conninfo()) as conn:
         ensure_ops(conn)  # the checksum helper (the loader creates it too)
+        if wap.staged(conn, ds) is None:
+            last = wap.last_publication(conn, ds)
+            raise DataProblem(f"ds={ds}: nothing is staged for the warehouse gate to check ("
+                              + (f"published at {last['published_at'].isoformat()} by run {last['run_id']}"
+                                 if last else "load_warehouse has not finished") + "): clear load_warehouse and "
+                              "its downstream to load and gate it again")
         lock, idle, extra = threading.Lock(), [conn], []
 
         def measured(target: tuple) -> object:
@@ -54,8 +63,8 @@ def gate_warehouse(res: Resources, ds: str) -> list[dict]:
         finally:
             for other in extra:
                 other.close()
-        results, entries = [], []
-        for dataset_id, _path, schema, table, key in todo:
+        results, entries, rows = [], [], {}
+        for dataset_id, _path, schema, table, key, published in todo:
             manifest, got = manifests[dataset_id], got_by[dataset_id]
             failures = []
             if got.row_count != manifest["row_count"]:
@@ -68,6 +77,9 @@ def gate_warehouse(res: Resources, ds: str) -> list[dict]:
                 suite=f"warehouse.{dataset_id}", hop="warehouse", dataset=dataset_id, success=not failures,
                 evaluated=2, failed=len(failures), failures=failures, run_at=datetime.now(UTC).isoformat(),
                 target=f"{schema}.{table} where _ds = {ds}"))
-            entries.append(Entry(ds, dataset_id, "warehouse", got.row_count, got.key_checksum, {"table": got.table}))
+            entries.append(Entry(ds, dataset_id, "warehouse", got.row_count, got.key_checksum,
+                                 {"table": published, "staging": got.table}))
+            rows[published] = got.row_count
+        wap.mark_gated(conn, ds, all(r.success for r in results), rows)
         record(res, *entries, conn=conn)
         return store_and_raise(res, ds, results, conn)

@@ -45,15 +45,23 @@ def _diff(dataset: str, left: str, right: str, a: set[str], b: set[str], sample:
 
 def key_diff(lake: Lake, warehouse: PostgresConn, dataset: str, ds: str, sample: int = 10) -> KeyDiff | None:
     """Lake vs warehouse keys for a raw or curated dataset; a curated dataset a mart carries
-    (``tally.gates.mart.MART_LEDGER``) also warehouse vs mart."""
+    (``tally.gates.mart.MART_LEDGER``) also warehouse vs mart. The warehouse slice is the one the
+    ledger's warehouse hop measured: the staged one while the ds waits to be published
+    (``tally.load.wap``), else the published one."""
     from tally.contract import MART_SCHEMA
     from tally.gates.mart import MART_LEDGER
+    from tally.load import wap
 
     with psycopg.connect(warehouse.conninfo()) as conn:
+        staged = wap.staged(conn, ds) is not None
+
+        def schema(name: str) -> str:
+            return wap.staging_schema(name) if staged else name
+
         if dataset in catalog.CURATED_KEYS:
             key = catalog.CURATED_KEYS[dataset]
             lake_keys = _lake_keys(lake, f"curated/{dataset}", ds, key)
-            wh = _table_keys(conn, "curated", dataset, key, "_ds", ds)
+            wh = _table_keys(conn, schema("curated"), dataset, key, "_ds", ds)
             first = _diff(dataset, "curated", "warehouse", lake_keys, wh, sample)
             carried = next(((mart, mart_key) for name, mart, mart_key in MART_LEDGER if name == dataset), None)
             if (first.missing_count or first.extra_count) or carried is None:
@@ -62,5 +70,5 @@ def key_diff(lake: Lake, warehouse: PostgresConn, dataset: str, ds: str, sample:
             return _diff(dataset, "warehouse", "mart", wh, mart, sample)
         d = catalog.get(dataset)
         lake_keys = _lake_keys(lake, d.lake_path, ds, d.key)
-        wh = _table_keys(conn, "raw", d.warehouse_table, catalog.snake_case(d.key), "_ds", ds)
+        wh = _table_keys(conn, schema("raw"), d.warehouse_table, catalog.snake_case(d.key), "_ds", ds)
         return _diff(dataset, "raw", "warehouse", lake_keys, wh, sample)

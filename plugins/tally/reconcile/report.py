@@ -36,7 +36,8 @@ def flow_table(flow: Mapping[str, Mapping[str, Entry]], ds: str, judgement: Judg
     return table
 
 
-VERDICT_STYLE = {Code.OK: "green", Code.IN_PROGRESS: "cyan", Code.NO_RUN: "yellow", Code.NOT_LOADED: "yellow"}
+VERDICT_STYLE = {Code.OK: "green", Code.IN_PROGRESS: "cyan", Code.NO_RUN: "yellow", Code.NOT_LOADED: "yellow",
+                 Code.NOT_PUBLISHED: "yellow"}
 
 
 def _cell(e: Entry, current: bool) -> str:

@@ -16,6 +16,8 @@ Exit codes (README's runbook, docs/runbook.md):
 3     not loaded: a task failed and the hops after it did not run (or the run failed elsewhere)
 4     tally_daily has not run for the ds (or, Airflow unreachable, the ledger has nothing for it)
 5     the run is still in progress: some hops have not run yet
+7     staged, not published: the warehouse holds the ds in staging only (gate_warehouse failed, or
+      publish_warehouse failed or has not run); the published tables keep what they had
 ====  =========================================================================================
 """
 
@@ -35,11 +37,16 @@ EVENTS_DATASET = "kafka.activity"
 
 # A task that ran; gates write the ledger before they judge, so a failed gate's hop is this run's.
 RAN = frozenset({"success"})
+PUBLISHED = "published"
+PUBLISH_TASK = "publish_warehouse"
 GATE_RAN = frozenset({"success", "failed"})
 PENDING = frozenset({None, "none", "scheduled", "queued", "running", "up_for_retry", "up_for_reschedule",
                      "deferred", "restarting"})
 WHAT_STOPPED = {"source": "not extracted", "raw": "not extracted", "curated": "not curated",
-                "warehouse": "not loaded", "mart": "mart not built"}
+                "warehouse": "not loaded", PUBLISHED: "staged, not published", "mart": "mart not built"}
+# The steps of a dataset through tally_daily: the ledger's hops, with the publication (no ledger hop
+# of its own: ``ops.publications``) between the warehouse and the mart.
+STEPS = (*HOPS[:HOPS.index("warehouse") + 1], PUBLISHED, *HOPS[HOPS.index("warehouse") + 1:])
 
 
 class Code(IntEnum):
@@ -49,6 +56,7 @@ class Code(IntEnum):
     NOT_LOADED = 3
     NO_RUN = 4
     IN_PROGRESS = 5
+    NOT_PUBLISHED = 7
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,17 @@ class DagRun:
     run_id: str
     state: str | None
     tasks: Mapping[str, str | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Publication:
+    """The warehouse's write–audit–publish state of the ds (``tally.load.wap.state``): a finished
+    load waiting to be published (``staged``) and the gate's verdict on it, the last publication."""
+
+    staged: bool = False
+    gate_passed: bool | None = None
+    published_at: str | None = None
+    published_run: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,11 +102,15 @@ def producer(dataset: str, hop: str) -> tuple[str, frozenset[str]] | None:
             return f"land.extract_{dataset.replace('.', '_')}", RAN
         if hop == "warehouse":
             return "load_warehouse", RAN  # gate_warehouse re-measures what the load wrote
+        if hop == PUBLISHED:
+            return PUBLISH_TASK, RAN
     elif dataset in contract.CURATED:
         if hop == "curated":
             return "gate_curated", GATE_RAN
         if hop == "warehouse":
             return "load_warehouse", RAN
+        if hop == PUBLISHED:
+            return PUBLISH_TASK, RAN
         if hop == "mart" and dataset in MART_DATASETS:
             return "gate_mart", GATE_RAN
     elif dataset == EVENTS_DATASET and hop == "raw":
@@ -98,7 +121,7 @@ def producer(dataset: str, hop: str) -> tuple[str, frozenset[str]] | None:
 def _rank(task_id: str) -> int:
     """Where a task stands in tally_daily's chain (a failed task stops every later one)."""
     order = ("land.extract_", "land.gate_raw", "land_events", "spark_", "gate_curated", "load_warehouse",
-             "gate_warehouse", "dbt_build", "gate_mart")
+             "gate_warehouse", PUBLISH_TASK, "dbt_build", "gate_mart")
     ranks = {"land.gate_raw": 1, "land_events": 1}
     for i, prefix in enumerate(order):
         if task_id.startswith(prefix):
@@ -121,21 +144,27 @@ def _stopped(hop: str, task: str, run: DagRun) -> tuple[Code, str]:
     what = WHAT_STOPPED[hop]
     if state in PENDING and run.state in PENDING:  # not started yet, or still going
         return Code.IN_PROGRESS, f"in progress: {task} {state or 'not started'}"
+    code = Code.NOT_PUBLISHED if hop == PUBLISHED else Code.NOT_LOADED
     if state == "failed":
-        return Code.NOT_LOADED, f"{what}: {task} failed"
+        return code, f"{what}: {task} failed"
     blockers = _failed_before(run.tasks, task)
     shown = state or ("not run" if task in run.tasks else "missing from the run")
+    if hop == PUBLISHED:  # "staged, not published: gate_warehouse failed" / "…: publish has not run"
+        return code, f"{what}: " + (f"{_names(blockers)} failed" if blockers else f"publish has not run ({shown})")
     if blockers:
-        return Code.NOT_LOADED, f"{what}: {_names(blockers)} failed, {task} skipped ({shown})"
-    return Code.NOT_LOADED, f"{what}: {task} {shown}"
+        return code, f"{what}: {_names(blockers)} failed, {task} skipped ({shown})"
+    return code, f"{what}: {task} {shown}"
 
 
 def _lost_text(div: tuple[str, str, str]) -> str:
     return f"lost {div[0]}→{div[1]}: {div[2]}"
 
 
-def _judge_dataset(dataset: str, hops: Mapping[str, Entry], run: DagRun) -> Verdict:
-    pipeline = [(hop, p) for hop in HOPS if (p := producer(dataset, hop)) is not None]
+def _judge_dataset(dataset: str, hops: Mapping[str, Entry], run: DagRun, publication: Publication | None) -> Verdict:
+    pipeline = [(hop, p) for hop in STEPS if (p := producer(dataset, hop)) is not None]
+    if publication is not None and publication.published_run == run.run_id and not publication.staged:
+        # this run published the ds (a run of the DAG before publish_warehouse existed cannot have)
+        run = DagRun(run.run_id, run.state, {**run.tasks, PUBLISH_TASK: run.tasks.get(PUBLISH_TASK) or "success"})
     if not pipeline:  # not a tally_daily dataset: the ledger alone speaks for it
         div = first_divergence(dict(hops))
         return Verdict(dataset, Code.LOST if div else Code.OK, (_lost_text(div) if div else "ok")
@@ -154,18 +183,30 @@ def _judge_dataset(dataset: str, hops: Mapping[str, Entry], run: DagRun) -> Verd
 
 def _overall(verdicts: Mapping[str, Verdict]) -> Code:
     codes = {v.code for v in verdicts.values()}
-    return next((c for c in (Code.LOST, Code.NOT_LOADED, Code.IN_PROGRESS, Code.NO_RUN) if c in codes), Code.OK)
+    return next((c for c in (Code.LOST, Code.NOT_LOADED, Code.NOT_PUBLISHED, Code.IN_PROGRESS, Code.NO_RUN)
+                 if c in codes), Code.OK)
+
+
+def _unpublished_text(publication: Publication) -> str:
+    why = {False: "gate_warehouse failed", True: "publish has not run"}.get(publication.gate_passed,
+                                                                            "gate_warehouse has not run")
+    return f"{WHAT_STOPPED[PUBLISHED]}: {why}"
 
 
 def judge(flow: Mapping[str, Mapping[str, Entry]], run: DagRun | None, ds: str, *,
-          airflow_known: bool = True) -> Judgement:
+          airflow_known: bool = True, publication: Publication | None = None) -> Judgement:
     """Verdicts per dataset for ``ds``: ``flow`` is ``tally.ledger.flow`` ({dataset: {hop: entry}}),
     ``run`` the ds's tally_daily run (None: it has none), ``airflow_known`` False when Airflow could
-    not be asked (then the ledger alone speaks, and the headline says so)."""
+    not be asked (then the ledger alone speaks, and the headline says so), ``publication`` the
+    warehouse's write–audit–publish state of the ds (None: unknown)."""
     if not airflow_known:
         verdicts = {}
         for dataset, hops in sorted(flow.items()):
             div = first_divergence(dict(hops))
+            if not div and publication is not None and publication.staged and "warehouse" in hops:
+                verdicts[dataset] = Verdict(dataset, Code.NOT_PUBLISHED, _unpublished_text(publication)
+                                            + " (ledger only)", frozenset(hops))
+                continue
             verdicts[dataset] = Verdict(dataset, Code.LOST if div else Code.OK,
                                         (_lost_text(div) if div else "ok") + " (ledger only)", frozenset(hops))
         if not verdicts:
@@ -178,7 +219,7 @@ def judge(flow: Mapping[str, Mapping[str, Entry]], run: DagRun | None, ds: str, 
                     for d, hops in sorted(flow.items())}
         return Judgement(f"{DAG_ID} has not run for ds {ds}", Code.NO_RUN, verdicts)
     datasets = sorted({*flow, *contract.RAW_DATASETS, *contract.CURATED})
-    verdicts = {d: _judge_dataset(d, flow.get(d, {}), run) for d in datasets}
+    verdicts = {d: _judge_dataset(d, flow.get(d, {}), run, publication) for d in datasets}
     code = _overall(verdicts)
     failed = sorted((t for t, s in run.tasks.items() if s == "failed"), key=lambda t: (_rank(t), t))
     headline = f"{DAG_ID} run {run.run_id}: {run.state or 'unknown'}"

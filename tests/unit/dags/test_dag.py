@@ -39,7 +39,8 @@ def test_dag_lands_every_catalog_dataset_and_gates_it():
     # Spark needs the gate *and* every extract to have succeeded: a failed extract stops it too
     spark = dag.get_task("spark_conformed_customers")
     assert spark.upstream_task_ids == extracts | {"land.gate_raw"} and spark.trigger_rule == "all_success"
-    order = ["spark_rep_rankings", "gate_curated", "load_warehouse", "gate_warehouse", "dbt_build", "gate_mart"]
+    order = ["spark_rep_rankings", "gate_curated", "load_warehouse", "gate_warehouse", "publish_warehouse", "dbt_build",
+             "gate_mart"]
     for a, b in zip(order, order[1:], strict=False):
         assert b in dag.get_task(a).downstream_task_ids
     assert dag.tags and dag.doc_md and dag.owner == "data-platform"

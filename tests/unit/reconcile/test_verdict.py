@@ -6,7 +6,7 @@ import pytest
 
 from tally import contract
 from tally.ledger import Entry
-from tally.reconcile.verdict import MART_DATASETS, Code, DagRun, judge, producer
+from tally.reconcile.verdict import MART_DATASETS, Code, DagRun, Publication, judge, producer
 
 DS = "2026-04-30"
 OPP = "salesforce.Opportunity"
@@ -32,7 +32,7 @@ def all_tasks(state: str = "success") -> dict[str, str | None]:
     tasks = {f"land.extract_{d.replace('.', '_')}": state for d in contract.RAW_DATASETS}
     tasks |= {f"spark_{j}": state for j in contract.SPARK_JOBS}
     tasks |= {t: state for t in ("land.gate_raw", "land_events", "gate_curated", "load_warehouse",
-                                 "gate_warehouse", "dbt_build", "gate_mart")}
+                                 "gate_warehouse", "publish_warehouse", "dbt_build", "gate_mart")}
     return tasks
 
 
@@ -54,11 +54,13 @@ def test_loss_at_a_hop_that_ran_names_the_hop_and_exits_1():
     flow = healthy_flow()
     flow[OPP]["warehouse"] = e(OPP, "warehouse", 8, "c2")
     j = judge(flow, DagRun("r1", "failed", all_tasks() | {"gate_warehouse": "failed", "dbt_build": "upstream_failed",
+                                                          "publish_warehouse": "upstream_failed",
                                                           "gate_mart": "upstream_failed"}), DS)
     assert j.code is Code.LOST == 1
     assert j.verdicts[OPP].code is Code.LOST
-    assert j.verdicts[OPP].text == "lost raw→warehouse: row count 10 -> 8"
-    assert j.verdicts["salesforce.User"].code is Code.OK  # only Opportunity lost rows
+    assert j.verdicts[OPP].text == "lost raw→warehouse: row count 10 -> 8; staged, not published: gate_warehouse failed"
+    # only Opportunity lost rows; the others are staged, and the failed gate kept them from being published
+    assert j.verdicts["salesforce.User"].code is Code.NOT_PUBLISHED
 
 
 def test_checksum_only_difference_is_a_loss():
@@ -120,7 +122,8 @@ def test_no_run_exits_4_even_with_ledger_entries():
 
 
 def test_a_run_in_progress_exits_5():
-    tasks = all_tasks() | {t: None for t in ("load_warehouse", "gate_warehouse", "dbt_build", "gate_mart")}
+    tasks = all_tasks() | {t: None for t in ("load_warehouse", "gate_warehouse", "publish_warehouse", "dbt_build",
+                                             "gate_mart")}
     tasks["gate_curated"] = "running"
     j = judge(healthy_flow(), DagRun("r4", "running", tasks), DS)
     assert j.code is Code.IN_PROGRESS == 5
@@ -149,6 +152,7 @@ def test_airflow_unknown_falls_back_to_the_ledger_and_says_so():
 
 @pytest.mark.parametrize(("dataset", "hop", "task"), [
     (OPP, "raw", "land.extract_salesforce_Opportunity"), ("erp.order_lines", "warehouse", "load_warehouse"),
+    ("erp.order_lines", "published", "publish_warehouse"), ("order_links", "published", "publish_warehouse"),
     ("opportunities", "curated", "gate_curated"), ("rep_rankings", "mart", "gate_mart"),
     ("kafka.activity", "raw", "land_events")])
 def test_producers(dataset, hop, task):
@@ -159,3 +163,43 @@ def test_the_events_dataset_is_judged_by_land_events():
     flow = {"kafka.activity": {"raw": e("kafka.activity", "raw", 5)}}
     j = judge(flow, DagRun("r1", "success", all_tasks()), DS)
     assert j.verdicts["kafka.activity"].code is Code.OK
+
+
+def test_a_failed_warehouse_gate_is_staged_not_published_exit_7():
+    """Write–audit–publish: the hops agree, the gate failed (another table, or a domain check), so
+    every table's ds is staged and nothing was published: not 'ok', not 'mart not built'."""
+    tasks = all_tasks() | {"gate_warehouse": "failed"} | {t: "upstream_failed" for t in (
+        "publish_warehouse", "dbt_build", "gate_mart")}
+    j = judge(healthy_flow(), DagRun("r6", "failed", tasks), DS)
+    assert j.code is Code.NOT_PUBLISHED == 7
+    for dataset in (OPP, "rep_rankings", "opportunities"):
+        assert j.verdicts[dataset].code is Code.NOT_PUBLISHED
+        assert j.verdicts[dataset].text == "staged, not published: gate_warehouse failed"
+    failed_publish = all_tasks() | {"publish_warehouse": "failed", "dbt_build": "upstream_failed",
+                                    "gate_mart": "upstream_failed"}
+    j = judge(healthy_flow(), DagRun("r7", "failed", failed_publish), DS)
+    assert (j.code, j.verdicts[OPP].text) == (Code.NOT_PUBLISHED, "staged, not published: publish_warehouse failed")
+
+
+def test_a_run_without_publish_is_not_published_unless_the_warehouse_says_it_published():
+    tasks = {t: s for t, s in all_tasks().items() if t != "publish_warehouse"}
+    j = judge(healthy_flow(), DagRun("r8", "success", tasks), DS)
+    assert j.code is Code.NOT_PUBLISHED
+    assert j.verdicts[OPP].text == "staged, not published: publish has not run (missing from the run)"
+    published = Publication(staged=False, gate_passed=None, published_at="2026-05-01T00:00:00+00:00",
+                            published_run="r8")
+    assert judge(healthy_flow(), DagRun("r8", "success", tasks), DS, publication=published).code is Code.OK
+    in_progress = all_tasks() | {"publish_warehouse": "queued", "dbt_build": None, "gate_mart": None}
+    j = judge(healthy_flow(), DagRun("r9", "running", in_progress), DS)
+    assert (j.code, j.verdicts[OPP].text) == (Code.IN_PROGRESS, "in progress: publish_warehouse queued")
+
+
+def test_ledger_only_reads_the_warehouse_staging_state():
+    gate_failed = Publication(staged=True, gate_passed=False)
+    j = judge(healthy_flow(), None, DS, airflow_known=False, publication=gate_failed)
+    assert j.code is Code.NOT_PUBLISHED
+    assert j.verdicts[OPP].text == "staged, not published: gate_warehouse failed (ledger only)"
+    waiting = Publication(staged=True, gate_passed=True)
+    j = judge(healthy_flow(), None, DS, airflow_known=False, publication=waiting)
+    assert j.verdicts[OPP].text == "staged, not published: publish has not run (ledger only)"
+    assert judge(healthy_flow(), None, DS, airflow_known=False, publication=Publication()).code is Code.OK
