@@ -37,6 +37,7 @@ CATEGORIES: dict[str, tuple[str, str]] = {
     "extract_failed": ("Extraction gave up", "extraction-gave-up"),
     "spark_failed": ("Spark job failed", "spark-job-failed"),
     "load_failed": ("Warehouse load failed", "warehouse-load-failed"),
+    "publish_failed": ("Warehouse publish failed", "warehouse-publish-failed"),
     "dbt_failed": ("dbt build failed", "dbt-build-failed"),
     "task_failed": ("Task failed", "another-task-failed"),
     "deadline_missed": ("Run missed its deadline", "run-missed-its-deadline"),
@@ -275,7 +276,8 @@ def task_category(task_id: str) -> str:
         hop = name.removeprefix("gate_").split("_", 1)[0]
         return f"{hop}_gate" if hop in GATE_HOPS else "gate_failed"
     for prefix, category in (("extract", "extract_failed"), ("land", "extract_failed"), ("spark", "spark_failed"),
-                             ("load", "load_failed"), ("dbt", "dbt_failed")):
+                             ("load", "load_failed"), ("publish", "publish_failed"),
+                             ("dbt", "dbt_failed")):
         if name.startswith(prefix):
             return category
     return "task_failed"
@@ -333,7 +335,7 @@ def _result_summary(r: dict) -> str:
 
 def _task_hop(task_id: str) -> str | None:
     category = task_category(task_id)
-    return {"extract_failed": "raw", "spark_failed": "curated", "load_failed": "warehouse",
+    return {"extract_failed": "raw", "spark_failed": "curated", "load_failed": "warehouse", "publish_failed": "warehouse",
             "dbt_failed": "mart"}.get(category, category.removesuffix("_gate") if category.endswith("_gate") else None)
 
 

@@ -29,7 +29,7 @@ def reconcile(
     tally_daily's run for ds did (its task states, from Airflow's API): the hop that lost rows, or
     the failed task that stopped a dataset before a hop, or that the ds has no run; sample keys of
     what was lost. Exit 0 every hop agrees, 1 rows lost at a hop that ran, 2 usage error, 3 not
-    loaded (a task failed), 4 no run for ds, 5 run in progress, 7 staged, not published (the
+    loaded (a task failed), 4 no run for ds, 5 run in progress, 6 cannot reach the warehouse, 7 staged, not published (the
     warehouse gate failed or the publish has not run). With --full, reconcile the ERP's
     current rows with the warehouse instead."""
     if full:

@@ -8,7 +8,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from tally.ledger import HOPS, Entry, first_divergence
+from tally.ledger import ACCOUNTING, HOPS, Entry, accounting, first_divergence
 from tally.reconcile.verdict import Code, Judgement
 
 
@@ -19,6 +19,8 @@ def flow_table(flow: Mapping[str, Mapping[str, Entry]], ds: str, judgement: Judg
     table = Table(title=f"Rows and key checksums at every hop, ds={ds}", title_justify="left",
                   caption=_caption(judgement), caption_justify="left")
     table.add_column("dataset", overflow="fold", min_width=22)  # never truncate: names differ at the end
+    for _, header in ACCOUNTING:  # what the source counted, and where each of its rows went
+        table.add_column(header, justify="right", no_wrap=True)
     for hop in HOPS:
         table.add_column(hop, justify="right", no_wrap=True)
     table.add_column("verdict", overflow="fold", min_width=30)
@@ -32,7 +34,8 @@ def flow_table(flow: Mapping[str, Mapping[str, Entry]], ds: str, judgement: Judg
         else:
             style = VERDICT_STYLE.get(v.code, "red")
             verdict = f"[{style}]{escape(v.text)}[/{style}]"
-        table.add_row(dataset, *cells, verdict)
+        acc = accounting(hops)
+        table.add_row(dataset, *(acc.cells() if acc else ["·"] * len(ACCOUNTING)), *cells, verdict)
     return table
 
 
@@ -59,6 +62,8 @@ def flow_records(flow: Mapping[str, Mapping[str, Entry]], judgement: Judgement) 
         hops, v = flow.get(dataset, {}), judgement.verdicts.get(dataset)
         record: dict[str, Any] = {"dataset": dataset, "verdict": v.text if v else None,
                                   "code": int(v.code) if v else None}
+        acc = accounting(hops)
+        record |= acc.as_record() if acc else dict.fromkeys(name for name, _ in ACCOUNTING)
         for hop in HOPS:
             e = hops.get(hop)
             record[f"{hop}_rows"] = e.row_count if e else None
@@ -76,6 +81,8 @@ def gates_table(results: list[dict]) -> Table:
         table.add_column(col, overflow="fold")
     for r in results:
         ok = "[green]passed[/green]" if r["success"] else "[red]FAILED[/red]"
+        if r.get("warnings"):
+            ok += f"\n[yellow]{r['warnings']} warning{'s' if r['warnings'] != 1 else ''}[/yellow]"
         table.add_row(r["hop"], r["dataset"], ok, gate_checks(r))
     return table
 
@@ -85,6 +92,7 @@ def gate_checks(r: dict) -> str:
     ``1 of 7 failed: <the failed suites' summaries>``."""
     suites = r.get("suites") or [r["suite"]]
     evaluated, failed = int(r["evaluated"] or 0), int(r["failed"] or 0)
+    warned = f"; {r['warning_summary']}" if r.get("warning_summary") else ""
     if r["success"]:
-        return f"{evaluated - failed}/{evaluated} passed ({', '.join(suites)})"
-    return f"{failed} of {evaluated} failed: {r['summary']}"
+        return f"{evaluated - failed - int(r.get('warnings') or 0)}/{evaluated} passed ({', '.join(suites)}){warned}"
+    return f"{failed} of {evaluated} failed: {r['summary']}{warned}"

@@ -140,6 +140,7 @@ def test_the_raw_gate_alerts_once_per_failed_dataset():
     ("land.extract_salesforce_User", "extract_failed", "task:land.extract_salesforce_User"),
     ("spark_rep_rankings", "spark_failed", "task:spark_rep_rankings"),
     ("load_warehouse", "load_failed", "task:load_warehouse"),
+    ("publish_warehouse", "publish_failed", "task:publish_warehouse"),
     ("dbt_build", "dbt_failed", "task:dbt_build"),
     ("gate_mart", "mart_gate", "gate_mart"),  # a gate task that failed without results is still that gate
     ("land.gate_raw", "raw_gate", "land.gate_raw"),  # the raw gate crashed: no dataset to name
