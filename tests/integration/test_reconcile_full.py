@@ -24,6 +24,7 @@ from tally.core.errors import DataProblem
 from tally.core.resources import Resources
 from tally.gates.raw import gate_raw
 from tally.lake.checksum import checksum
+from tally.load import wap
 from tally.load.warehouse import load_partition, measure
 from tally.reconcile.full import Options, check, reconcile_table
 from tally.reconcile.full.current import refresh
@@ -137,6 +138,12 @@ def test_finds_exactly_the_injected_keys_heals_them_and_leaves_everything_consis
     assert (hops["raw"].row_count, hops["raw"].key_checksum) == (m["row_count"], m["key_checksum"])
     assert hops["warehouse"].key_checksum == m["key_checksum"] and hops["source"].row_count == m["row_count"]
     assert ledger.first_divergence(hops) is None
+    # Written, audited and published the write–audit–publish way: staged, checked, swapped in.
+    with psycopg.connect(warehouse_conn.conninfo()) as conn:
+        pub = wap.last_publication(conn, DS2)
+        staged_left = conn.execute(f"SELECT count(*) FROM wap_raw.{CUSTOMERS.warehouse_table}").fetchone()[0]
+    assert pub["run_id"].startswith("heal:") and pub["tables"] == [f"raw.{CUSTOMERS.warehouse_table}"]
+    assert pub["rows"] == m["row_count"] and staged_left == 0
 
     # Tomorrow's extract sees the healed keys as landed: no second tombstone for 3 and 9.
     start3, end3 = ds_interval("2026-05-01")

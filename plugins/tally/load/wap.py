@@ -144,6 +144,14 @@ def targets() -> list[Target]:
     return out
 
 
+def target_of(dataset_id: str) -> Target:
+    """The warehouse table of a ledger dataset (``erp.payments`` → ``raw.erp_payments``)."""
+    for target in targets():
+        if target.dataset == dataset_id:
+            return target
+    raise KeyError(f"no warehouse table for dataset {dataset_id!r}")
+
+
 def staged_columns(conn: psycopg.Connection, target: Target) -> list[str]:
     rows = conn.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = %s"
                         " AND table_name = %s ORDER BY ordinal_position",
@@ -254,3 +262,19 @@ def publish(res: Resources, ds: str) -> dict[str, Any]:
             conn.execute("DELETE FROM ops.staged WHERE ds = %s", (ds,))
     return {"ds": ds, "published": True, "published_at": published_at.isoformat(), "tables": list(written),
             "rows": sum(written.values())}
+
+
+def publish_table(conn: psycopg.Connection, target: Target, ds: str, audited_rows: int, run_id: str | None) -> int:
+    """Publish one table's staged slice of ds that its caller has audited (``audited_rows`` measured
+    in the staging table), in the caller's transaction, under the publish lock; recorded in
+    ``ops.publications``. A heal (``tally.reconcile.full.heal``) uses it: its reload is staged,
+    checked against the new manifest, and only then replaces the published slice."""
+    ensure(conn)
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (PUBLISH_LOCK,))
+    written = target.strategy.publish(conn, target, ds)
+    if written != audited_rows:
+        raise DataProblem(f"{target.published} ds={ds}: publishing moved {written} rows, the audit measured "
+                          f"{audited_rows}: nothing published")
+    conn.execute("INSERT INTO ops.publications (ds, run_id, tables, rows, details) VALUES (%s, %s, %s, %s, %s)",
+                 (ds, run_id, [target.published], written, json.dumps({target.published: written})))
+    return written

@@ -21,8 +21,11 @@ more attempt of that partition, and reloads that ds with the normal loader:
    (``row_count = source_count + tombstones - quarantined``) still holds; the ``heals`` list
    records what this heal did and the numbers from before it. Quarantined rows are committed
    to ``quarantine/erp/<table>/ds=L`` first, as the extractor does.
-4. **Reload** ``raw.erp_<table>`` for L with ``tally.load.warehouse.load_partition`` (one
-   transaction) and record the ledger's source, raw and warehouse hops for L.
+4. **Reload** ``raw.erp_<table>`` for L the write–audit–publish way (``tally.load.wap``): the
+   partition is COPYed into ``wap_raw.erp_<table>``, its count and key checksum measured there
+   must equal the new manifest's, and only then is it swapped into ``raw.erp_<table>`` in one
+   transaction (recorded in ``ops.publications``); then the ledger's source, raw and warehouse
+   hops for L are recorded.
 
 The healed version wins everywhere downstream: it is the newest ``updated_at`` of its key
 (stale keys are healed only when the source's version is newer than the warehouse's; a
@@ -36,6 +39,7 @@ next full reconciliation finds those keys again and heals them again.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -48,6 +52,7 @@ import pyarrow.parquet as pq
 
 from tally import ledger
 from tally.catalog import ERP_DELETED, Dataset
+from tally.core.errors import DataProblem
 from tally.lake import Lake, Manifest, PartitionWriter, new_attempt, schema_fingerprint
 from tally.lake.checksum import KeyChecksum, hash_sum
 from tally.sources.erp.convert import Converter
@@ -104,6 +109,7 @@ def heal(erp: ErpConn, lake: Lake, warehouse, dataset: Dataset, ds: str, cutoff:
          now: datetime | None = None) -> HealResult:
     """Land ``fetch`` (re-read) and ``tombstone`` (deleted at the source) keys in partition ``ds``
     and reload that ds into the warehouse; returns what was done."""
+    from tally.load import wap
     from tally.load.warehouse import load_partition
     from tally.stages.extract import expected_raw_rows
 
@@ -244,12 +250,21 @@ def heal(erp: ErpConn, lake: Lake, warehouse, dataset: Dataset, ds: str, cutoff:
     result.row_count, result.key_checksum = committed.row_count, committed.key_checksum
 
     # -- reload the ds and record the ledger ------------------------------------------------------
-    loaded = load_partition(warehouse, lake, path, ds, "raw", dataset.warehouse_table, dataset.key)
+    # write, audit, publish (tally.load.wap): staged, checked against the manifest just committed,
+    # and only then swapped into the published table, so a wrong reload is never published.
+    import psycopg
+
+    target = wap.target_of(dataset.dataset_id)
+    loaded = load_partition(warehouse, lake, path, ds, wap.staging_schema("raw"), dataset.warehouse_table,
+                            dataset.key)
     result.loaded_rows = loaded.row_count
     if loaded.row_count != committed.row_count or loaded.key_checksum != committed.key_checksum:
-        raise RuntimeError(f"{dataset.dataset_id} ds={ds}: reloaded {loaded.row_count} rows ({loaded.key_checksum}) "
-                           f"but the manifest says {committed.row_count} ({committed.key_checksum})")
-    import psycopg
+        raise DataProblem(f"{dataset.dataset_id} ds={ds}: the heal's reload staged {loaded.row_count} rows "
+                          f"({loaded.key_checksum}) but the manifest says {committed.row_count} "
+                          f"({committed.key_checksum}); {target.published} is unchanged")
+    with psycopg.connect(warehouse.conninfo()) as conn, conn.transaction():
+        wap.publish_table(conn, target, ds, loaded.row_count, run_id=f"heal:{at}")
+    loaded = dataclasses.replace(loaded, table=target.published)
 
     heal_note = {"heal": {k: v for k, v in result.to_dict().items() if k not in ("row_count", "key_checksum")}}
     with psycopg.connect(warehouse.conninfo(), autocommit=True) as conn:
