@@ -23,6 +23,7 @@ from tally.airflow.ui.app import create_app
 from tally.alerts import store as alert_store
 from tally.alerts.model import Alert
 from tally.ledger import Entry, validation_log
+from tally.load import wap
 from tally.quality.result import GateResult
 from tally.reconcile import run_view
 
@@ -51,8 +52,15 @@ def seed(conn: psycopg.Connection) -> None:
                 "expected": 0, "unexpected_count": 1, "element_count": 5, "sample": []}]
     validation_log.store(conn, DS, GateResult(suite="raw.erp.payments", hop="raw", dataset="erp.payments",
                                               success=False, evaluated=7, failed=1, failures=failure), "r1")
+    outlier = {"expectation": "expect_column_values_to_be_between", "column": "AnnualRevenue", "observed": 1,
+               "expected": "at most 5000000", "unexpected_count": 1, "element_count": 40, "sample": [],
+               "severity": "warn"}
     validation_log.store(conn, DS, GateResult(suite="raw.salesforce.Account", hop="raw", dataset="salesforce.Account",
-                                              success=True, evaluated=5, failed=0, failures=[]), "r1")
+                                              success=True, evaluated=5, failed=0, failures=[], warnings=[outlier]),
+                         "r1")
+    # the ds is loaded into staging and its warehouse gate failed: nothing of it is published
+    wap.mark_staged(conn, DS, "r1", {"raw.erp_payments": 93})
+    wap.mark_gated(conn, DS, False, {"raw.erp_payments": 93})
     alert = Alert(dag_id="tally_daily", ds=DS, gate="gate_warehouse", category="warehouse_gate",
                   title="Warehouse gate failed: erp.payments", summary="erp.payments: 93 of 100 rows in the warehouse",
                   links={"runbook": "https://example.invalid/docs/runbook.md#warehouse-gate-failed"})
@@ -90,8 +98,10 @@ def test_run_view_reads_flow_gates_alerts_and_history(seeded, tmp_path):
         assert [d.rows.get("warehouse") for d in run_view.history(conn, DS, 2, "erp.payments")] == [101, 93]
     assert [(f.dataset, f.divergence and (f.divergence.from_hop, f.divergence.to_hop)) for f in view.flows] == [
         ("erp.payments", ("curated", "warehouse")), ("rep_rankings", None), ("salesforce.Account", None)]
-    assert [(g.dataset, g.success, g.pages) for g in view.gates] == [
-        ("erp.payments", False, {"raw.erp.payments": PAGE}), ("salesforce.Account", True, {})]
+    assert [(g.dataset, g.success, g.pages, g.warnings) for g in view.gates] == [
+        ("erp.payments", False, {"raw.erp.payments": PAGE}, 0), ("salesforce.Account", True, {}, 1)]
+    assert "AnnualRevenue" in view.gates[1].warning_summary
+    assert view.publication == {"staged": True, "gate_passed": False, "published_at": None, "published_run": None}
     assert [a["gate"] for a in view.alerts] == ["gate_warehouse"]  # the acknowledged one is not open
     assert [d.ds for d in days][0] == "2026-11-23" and days[-1].ds == DS
     assert days[-1].divergent == ("erp.payments",) and not any(d.divergent for d in days[:-1])
@@ -113,6 +123,8 @@ def test_the_app_serves_the_page_json_and_data_docs(seeded, tmp_path):
     assert "Warehouse gate failed: erp.payments" in page.text and "old and handled" not in page.text
     assert len(re.findall(r"class='point'", page.text)) == 9 * 5  # 9 days with entries, 5 hops each
     assert http.get(f"/data-docs/{PAGE}").text.count("raw.erp.payments validation") == 1
+    assert "a load of this ds is staged, not published (the warehouse gate FAILED" in page.text
+    assert "4/5 passed<br><span class='warn'>1 warning</span>" in page.text
     # the DAG run tab's link, and no ds at all (the newest in the ledger)
     assert "ds 2026-12-02" in http.get("/ledger", params={"dag_id": "tally_daily", "run_id": "scheduled__x"}).text
     assert "ds 2026-12-02" in http.get("/ledger").text

@@ -5,7 +5,9 @@ Pure queries over the ``ops`` schema and the Data Docs catalog, without Airflow:
 - :func:`run_view`: the flow source → raw → curated → warehouse → mart per dataset with its first
   divergent hop (``tally.ledger.first_divergence``), the gate results
   (``tally.ledger.validation_log.latest``) with the Data Docs page of each suite's validation of
-  the ds where the site has one, and the open alerts of the ds (``tally.alerts.store``).
+  the ds where the site has one (and its warnings), the open alerts of the ds
+  (``tally.alerts.store``), and the warehouse's write–audit–publish state of the ds
+  (``tally.load.wap.state``: published when, or staged and waiting, and why).
 - :func:`history`: rows per hop, summed over the datasets, for every calendar day of the last
   ``days`` ds up to a ds (a day without entries is a gap: a run that did not happen is a dip too),
   with the datasets that diverge on that day.
@@ -22,6 +24,7 @@ import psycopg
 from tally import ledger
 from tally.alerts import store as alert_store
 from tally.ledger import HOPS, Entry, validation_log
+from tally.load import wap
 
 DAG_ID = "tally_daily"
 
@@ -51,6 +54,8 @@ class Gate:
     suites: list[str]
     # suite → its Data Docs page (relative to the site's root) for this ds, where the site has one
     pages: dict[str, str] = field(default_factory=dict)
+    warnings: int = 0  # checks of warn severity that did not hold (the gate still passed)
+    warning_summary: str = ""
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,8 @@ class RunView:
     flows: list[DatasetFlow]
     gates: list[Gate]
     alerts: list[dict[str, Any]]
+    # tally.load.wap.state: staged, gate_passed, published_at, published_run
+    publication: dict[str, Any] = field(default_factory=dict)
 
     @property
     def divergent(self) -> list[DatasetFlow]:
@@ -99,7 +106,8 @@ def gates(results: list[dict], pages: dict[str, str]) -> list[Gate]:
         suites = list(r.get("suites") or [r["suite"]])
         out.append(Gate(r["hop"], r["dataset"], bool(r["success"]), int(r["evaluated"] or 0),
                         int(r["failed"] or 0), str(r.get("summary") or ""), suites,
-                        {s: pages[s] for s in suites if s in pages}))
+                        {s: pages[s] for s in suites if s in pages}, int(r.get("warnings") or 0),
+                        str(r.get("warning_summary") or "")))
     return out
 
 
@@ -112,6 +120,7 @@ def run_view(conn: psycopg.Connection, ds: str, catalog_entries: list[dict] | No
         flows=flows(ledger.flow(conn, ds)),
         gates=gates(validation_log.latest(conn, ds), pages),
         alerts=alert_store.list_alerts(conn, ds=ds, dag_id=dag_id, limit=100),
+        publication=wap.state(conn, ds),
     )
 
 

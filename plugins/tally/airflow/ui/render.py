@@ -28,9 +28,10 @@ th{background:#f1f5f9;text-align:left} td.num{text-align:right;font-variant-nume
 td.divergent{background:#fecaca;border:2px solid #dc2626;font-weight:600}
 td.before-divergent{border:2px dashed #dc2626}
 td.missing{color:#94a3b8;text-align:center}
-.ok{color:#15803d;font-weight:600} .bad{color:#b91c1c;font-weight:600}
+.ok{color:#15803d;font-weight:600} .bad{color:#b91c1c;font-weight:600} .warn{color:#b45309}
 .verdict{padding:8px 12px;border-radius:4px;margin:8px 0;font-size:14px}
 .verdict.bad{background:#fee2e2;border:1px solid #dc2626} .verdict.ok{background:#dcfce7;border:1px solid #16a34a}
+.verdict.muted{background:#f3f4f6;border:1px solid #9ca3af}
 form{margin:8px 0} input{font-size:13px;padding:2px 4px} code{font-size:12px}
 """
 
@@ -47,6 +48,7 @@ def page(view: RunView, days: list[Day], *, dag_id: str, run_id: str | None = No
         f"<div class='muted small'>Rows and key checksums at every hop from ops.ledger{run}</div>",
         _form(view.ds, len(days), dataset),
         _verdict(view),
+        _publication(view),
         "<h2>Flow per dataset: source → raw → curated → warehouse → mart</h2>",
         flow_table(view.flows),
         f"<h2>Rows per hop, last {len(days)} ds{' · ' + escape(dataset) if dataset else ''}</h2>",
@@ -82,6 +84,21 @@ def _verdict(view: RunView) -> str:
         f"{escape(f.divergence.to_hop)} ({escape(f.divergence.why)})</li>" for f in bad if f.divergence)
     return (f"<div class='verdict bad' id='verdict'>{len(bad)} of {len(view.flows)} datasets diverge:"
             f"<ul>{items}</ul></div>")
+
+
+def _publication(view: RunView) -> str:
+    """The warehouse's write–audit–publish state of the ds (``tally.load.wap``)."""
+    p = view.publication
+    last = (f"last published {escape(str(p['published_at'])[:19])} UTC by run <code>{escape(str(p['published_run']))}</code>"
+            if p.get("published_at") else "never published")
+    if p.get("staged"):
+        why = {True: "the warehouse gate passed; publish_warehouse has not run",
+               False: "the warehouse gate FAILED: the published tables are unchanged"}.get(
+                   p.get("gate_passed"), "the warehouse gate has not run")
+        return (f"<div class='verdict bad' id='publication'>Warehouse: a load of this ds is staged, not published "
+                f"({why}); {last}.</div>")
+    cls = "ok" if p.get("published_at") else "muted"
+    return f"<div class='verdict {cls}' id='publication'>Warehouse: {last}.</div>"
 
 
 def flow_table(flows: list[DatasetFlow]) -> str:
@@ -120,8 +137,12 @@ def gates_table(gates: list[Gate], docs_base: str | None) -> str:
     rows = []
     for g in gates:
         result = "<span class='ok'>PASSED</span>" if g.success else "<span class='bad'>FAILED</span>"
-        checks = (f"{g.evaluated - g.failed}/{g.evaluated} passed" if g.success
+        checks = (f"{g.evaluated - g.failed - g.warnings}/{g.evaluated} passed" if g.success
                   else f"{g.failed} of {g.evaluated} failed")
+        if g.warnings:
+            checks += f"<br><span class='warn'>{g.warnings} warning{'s' if g.warnings != 1 else ''}</span>"
+        failures = escape(g.summary) + (f"<br><span class='warn small'>{escape(g.warning_summary)}</span>"
+                                        if g.warning_summary else "")
         docs = []
         for suite in g.suites:
             target = g.pages.get(suite)
@@ -131,7 +152,7 @@ def gates_table(gates: list[Gate], docs_base: str | None) -> str:
                 docs.append(f"{escape(suite)}{' (' + escape(target) + ')' if target else ''}")
         rows.append(f"<tr class='{'passed' if g.success else 'failed'}'><td>{escape(g.hop)}</td>"
                     f"<td>{escape(g.dataset)}</td><td>{result}</td><td class='num'>{checks}</td>"
-                    f"<td>{escape(g.summary)}</td><td>{'<br>'.join(docs)}</td></tr>")
+                    f"<td>{failures}</td><td>{'<br>'.join(docs)}</td></tr>")
     if not rows:
         rows.append("<tr><td colspan='6' class='muted'>no gate results for this ds</td></tr>")
     return ("<table id='gates'><thead><tr><th>hop</th><th>dataset</th><th>result</th><th>checks</th>"
