@@ -101,20 +101,21 @@ def load_partition(conn_info: PostgresConn, lake: Lake, dataset_path: str, ds: s
     cols = [snake_case(f.name) for f in arrow] + ["_ds"]
     copy_stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
         target, sql.SQL(", ").join(map(sql.Identifier, cols)))
-    with psycopg.connect(conn_info.conninfo()) as conn, conn.transaction():
-        ensure_ops(conn)
-        ensure_table(conn, schema, table, arrow)
-        conn.execute("SET LOCAL TimeZone TO 'UTC'")  # naive timestamp text below is UTC
-        conn.execute(sql.SQL("DELETE FROM {} WHERE _ds = %s").format(target), (ds,))
-        cur = conn.cursor()
-        with cur.copy(copy_stmt) as copy:
-            for batch in lake.iter_batches(dataset_path, ds):
-                buf = io.BytesIO()
-                pacsv.write_csv(csv_ready(batch, ds), buf, pacsv.WriteOptions(include_header=False))
-                copy.write(buf.getvalue())
-        if not verify:
-            return LoadResult(f"{schema}.{table}", ds, cur.rowcount, None)
-        return measure(conn, schema, table, snake_case(key), ds)
+    with psycopg.connect(conn_info.conninfo()) as conn:
+        ensure_ops(conn)  # in its own transaction: a failed load must not take the helper DDL with it
+        with conn.transaction():
+            ensure_table(conn, schema, table, arrow)
+            conn.execute("SET LOCAL TimeZone TO 'UTC'")  # naive timestamp text below is UTC
+            conn.execute(sql.SQL("DELETE FROM {} WHERE _ds = %s").format(target), (ds,))
+            cur = conn.cursor()
+            with cur.copy(copy_stmt) as copy:
+                for batch in lake.iter_batches(dataset_path, ds):  # verified against the commit record
+                    buf = io.BytesIO()
+                    pacsv.write_csv(csv_ready(batch, ds), buf, pacsv.WriteOptions(include_header=False))
+                    copy.write(buf.getvalue())
+            if not verify:
+                return LoadResult(f"{schema}.{table}", ds, cur.rowcount, None)
+            return measure(conn, schema, table, snake_case(key), ds)
 
 
 def csv_ready(batch: pa.RecordBatch, ds: str) -> pa.Table:
