@@ -1,4 +1,5 @@
-"""What every curated Spark job shares: reading the raw zone by its manifests, the latest live
+"""What every curated Spark job shares: reading the raw zone by its manifests (verified against
+them: ``tally.lake.verify``), the latest live
 version of each record, reading another job's committed output, the rules for hand-typed
 Salesforce references and FX conversion, writing and committing a curated ds, and the CLI.
 
@@ -34,6 +35,7 @@ from pyspark.sql import types as T
 from tally import catalog
 from tally.lake import Lake, Manifest, PartitionWriter, S3Options, schema_fingerprint
 from tally.lake.checksum import checksum_col
+from tally.lake.verify import PartitionMismatch, check_footers, verify_spark
 from tally.spark_session import build_session, has_class
 
 S3A_CLASS = "org.apache.hadoop.fs.s3a.S3AFileSystem"
@@ -45,6 +47,7 @@ ROWS_PER_FILE = 1_000_000
 CORPORATE_CURRENCY = "USD"  # DatedConversionRate rates are units of IsoCode per 1 USD
 REPORTING_CURRENCY_ENV = "TALLY_REPORTING_CURRENCY"
 EVENTS_PATH = "raw/kafka/activity"
+EVENT_KEY = "event_id"  # the key of raw/kafka/activity (tally.sources.kafka.schema.KEY)
 
 MONEY = T.DecimalType(38, 9)
 SPARK_TYPES: dict[str, T.DataType] = {
@@ -133,26 +136,49 @@ def spark_schema(dataset: catalog.Dataset) -> T.StructType:
     return T.StructType(fields)
 
 
-def _manifest_urls(lake: Lake, path: str, parts: list[str], what: str) -> list[str]:
-    urls: list[str] = []
+def _manifests(lake: Lake, path: str, parts: list[str], what: str) -> dict[str, Manifest]:
+    """The manifests of ``parts``, each partition's listed files checked against it first
+    (footer row counts: ``tally.lake.verify``, no data read)."""
+    manifests: dict[str, Manifest] = {}
     for part_ds in parts:
         manifest = lake.read_manifest(path, part_ds)
         if manifest is None:  # uncommitted between listing and reading
             raise JobError(f"{what} ds={part_ds} lost its manifest while the job ran")
-        urls += [lake.url(Lake.partition(path, part_ds), f) for f in manifest.files]
-    return urls
+        check_footers(lake, path, part_ds, manifest)
+        manifests[part_ds] = manifest
+    return manifests
+
+
+def _urls(lake: Lake, path: str, manifests: dict[str, Manifest]) -> list[str]:
+    return [lake.url(Lake.partition(path, part_ds), f) for part_ds, m in manifests.items() for f in m.files]
+
+
+def _part_of(file_path: Column) -> Column:
+    """The ds of a row from its file's path (``…/ds=<ds>/<file>``)."""
+    return F.substring(F.substring_index(F.substring_index(file_path, "/", -2), "/", 1), 4, 10)
+
+
+def verified_read(frame: DataFrame, path: str, manifests: dict[str, Manifest], key: str | None) -> None:
+    """What Spark read of ``manifests``' files, counted and key-checksummed per ds in one
+    aggregate (the key column and the file path only) and compared with each commit record;
+    ``PartitionMismatch`` names the first partition that differs. ``frame`` must still hold
+    ``_metadata``'s file path (a frame read straight from the files)."""
+    verify_spark(frame, _part_of(F.col("_metadata.file_path")), key, path, manifests)
 
 
 def read_raw(spark: SparkSession, lake: Lake, dataset: catalog.Dataset, ds: str) -> tuple[DataFrame, list[str]]:
     """All committed partitions ``<= ds`` of a raw dataset, exactly the files the manifests
-    list, with ``_version``: the file's path below the dataset, ``ds=<ds>/<file>``, which sorts
-    by partition and then by file. Returns (frame, ds values read)."""
+    list, verified against them (``verified_read``), with ``_version``: the file's path below
+    the dataset, ``ds=<ds>/<file>``, which sorts by partition and then by file. Returns (frame,
+    ds values read)."""
     schema = spark_schema(dataset)
     parts = lake.committed(dataset.lake_path, up_to=ds)
-    urls = _manifest_urls(lake, dataset.lake_path, parts, dataset.dataset_id)
+    manifests = _manifests(lake, dataset.lake_path, parts, dataset.dataset_id)
+    urls = _urls(lake, dataset.lake_path, manifests)
     if not urls:
         return spark.createDataFrame([], schema).withColumn("_version", F.lit("")), parts
     frame = spark.read.schema(schema).parquet(*urls)
+    verified_read(frame, dataset.lake_path, manifests, dataset.key)
     return frame.select(
         *[F.col(f"`{c}`") for c in schema.fieldNames()],
         F.substring_index(F.col("_metadata.file_path"), "/", -2).alias("_version"),
@@ -184,17 +210,23 @@ def read_curated(spark: SparkSession, lake: Lake, name: str, ds: str, inputs: di
     if lake.read_manifest(path, ds) is None:
         raise JobError(f"curated.{name} ds={ds} is not committed: run its job first")
     inputs[f"curated.{name}"] = [ds]
-    return spark.read.parquet(*_manifest_urls(lake, path, [ds], f"curated.{name}"))
+    manifests = _manifests(lake, path, [ds], f"curated.{name}")
+    frame = spark.read.parquet(*_urls(lake, path, manifests))
+    verified_read(frame, path, manifests, catalog.CURATED_KEYS[name])
+    return frame
 
 
 def read_events(spark: SparkSession, lake: Lake, ds: str, inputs: dict[str, list[str]]) -> DataFrame:
     """Every committed ds ``<= ds`` of the landed activity events (none landed: an empty frame)."""
     parts = lake.committed(EVENTS_PATH, up_to=ds)
     inputs["kafka.activity"] = parts
-    urls = _manifest_urls(lake, EVENTS_PATH, parts, "kafka.activity")
+    manifests = _manifests(lake, EVENTS_PATH, parts, "kafka.activity")
+    urls = _urls(lake, EVENTS_PATH, manifests)
     if not urls:
         return spark.createDataFrame([], EVENT_SCHEMA)
-    return spark.read.schema(EVENT_SCHEMA).parquet(*urls)
+    frame = spark.read.schema(EVENT_SCHEMA).parquet(*urls)
+    verified_read(frame, EVENTS_PATH, manifests, EVENT_KEY)
+    return frame
 
 
 # -- hand-typed Salesforce references ------------------------------------------------------
@@ -518,7 +550,8 @@ def parse_args(job: str, description: str, argv: list[str] | None = None) -> arg
 
 def job_main(job: str, run: RunFn, description: str, argv: list[str] | None = None) -> int:
     """Parse the arguments, build the session, ``run`` the job, print its summary as one JSON line.
-    Exit 0 on success, 2 on a ``JobError`` (message on stderr)."""
+    Exit 0 on success, 2 on a ``JobError`` or an input that is not what its commit record says
+    (``PartitionMismatch``; message on stderr)."""
     args = parse_args(job, description, argv)
     try:
         currency = reporting_currency(args.reporting_currency)
@@ -530,7 +563,7 @@ def job_main(job: str, run: RunFn, description: str, argv: list[str] | None = No
     spark = build_session(f"tally-{job}-{args.ds}", master=args.master, extra_conf=extra)
     try:
         result = run(spark, args.lake, args.ds, reporting_currency=currency, rows_per_file=args.rows_per_file)
-    except JobError as exc:
+    except (JobError, PartitionMismatch) as exc:  # an input differs from its commit record: nothing written
         print(f"{job}: error: {exc}", file=sys.stderr)
         return 2
     finally:

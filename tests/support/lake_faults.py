@@ -44,3 +44,34 @@ def assert_previous_version_whole(lake: Lake, dataset_path: str, ds: str, before
     acc = KeyChecksum()
     acc.update_arrow(table.column(key))
     assert (table.num_rows, acc.hexdigest()) == (before["row_count"], before["key_checksum"])
+
+
+# -- a committed file changed after the commit (what every reader must catch) -------------------
+def drop_rows(lake: Lake, dataset_path: str, ds: str, n: int = 5, index: int = 0) -> tuple[str, list]:
+    """Rewrite the ``index``-th file the ds's manifest lists without its last ``n`` rows, under the
+    same name (the manifest is left alone); returns the file name and the rows dropped."""
+    import pyarrow.parquet as pq
+
+    name = lake.read_manifest(dataset_path, ds).files[index]
+    path = lake.path(Lake.partition(dataset_path, ds), name)
+    table = pq.read_table(path, filesystem=lake.fs)
+    assert table.num_rows > n, f"{name} holds {table.num_rows} rows: cannot drop {n}"
+    pq.write_table(table.slice(0, table.num_rows - n), path, filesystem=lake.fs)
+    return name, table.slice(table.num_rows - n).to_pylist()
+
+
+def change_key(lake: Lake, dataset_path: str, ds: str, key: str, value, index: int = 0) -> str:
+    """Rewrite the ``index``-th listed file with its first row's ``key`` set to ``value`` (same
+    row count, other keys: only the key checksum can tell); returns the file name."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    name = lake.read_manifest(dataset_path, ds).files[index]
+    path = lake.path(Lake.partition(dataset_path, ds), name)
+    table = pq.read_table(path, filesystem=lake.fs)
+    at = table.schema.get_field_index(key)
+    keys = table.column(at).to_pylist()
+    keys[0] = value
+    pq.write_table(table.set_column(at, table.schema.field(at), pa.array(keys, table.schema.field(at).type)), path,
+                   filesystem=lake.fs)
+    return name

@@ -28,7 +28,9 @@ def live_records(lake: Lake, dataset_id: str, ds: str, columns: tuple[str, ...] 
     cols = list(dict.fromkeys([dataset.key, dataset.cursor, *flag, *columns]))
     latest: dict[object, tuple] = {}
     for part_ds in lake.committed(dataset.lake_path, up_to=ds):
-        table = lake.read_table(dataset.lake_path, part_ds, columns=cols)
+        # verified against the raw manifest: a damaged raw file fails here, named as raw, rather
+        # than becoming the expectation Spark's output is compared with
+        table = lake.read_table(dataset.lake_path, part_ds, columns=cols, verify=True)
         if flag:
             table = table.set_column(2, flag[0], pc.fill_null(table.column(2), False))
         for row in zip(*(table.column(c).to_pylist() for c in cols), strict=True):

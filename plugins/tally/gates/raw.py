@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from tally import catalog
 from tally.core.resources import Resources, check_ds
 from tally.gates.common import store_and_raise
+from tally.lake.verify import PartitionMismatch
 from tally.quality.result import GateResult
 from tally.stages.extract import expected_raw_rows
 
@@ -17,7 +18,8 @@ def gate_raw(res: Resources, ds: str, dataset_ids: Iterable[str] | None = None,
     """The raw gate of several landed datasets (default: every catalog dataset), in one task,
     as the daily DAG's one ``land.gate_raw`` task runs it after the extracts.
 
-    Per dataset: every file its manifest lists is present, its GX suite
+    Per dataset: every file its manifest lists is present and holds what the commit recorded
+    (per-file rows, key checksum: ``tally.lake.verify``), its GX suite
     (``expectations/raw.<dataset>.json``: row count = the source's count for the window ±
     tombstones and quarantine, keys, domains) and its schema-drift check. Every dataset is
     validated, whatever the others' outcome; the results go to ``ops.validation_results`` in one
@@ -75,23 +77,38 @@ def _raw_results(res: Resources, dataset_id: str, ds: str) -> list[GateResult]:
                           "are gone", "every listed file present", [m.rsplit("/", 1)[-1] for m in missing[:10]],
                           "files were deleted after the commit: re-run the extract for this ds"),
                 schema_check(dataset_id, manifest)]
-    result = validate_parquet(f"raw.{dataset_id}", res.lake, dataset.lake_path, ds,
-                              {"source_count": expected_raw_rows(manifest)})
+    try:
+        result = validate_parquet(f"raw.{dataset_id}", res.lake, dataset.lake_path, ds,
+                                  {"source_count": expected_raw_rows(manifest)})
+    except PartitionMismatch as exc:  # the files are not what the extract committed
+        return [not_there("partition_matches_commit_record", "; ".join(exc.problems),
+                          "the rows and key checksum the manifest records", exc.files[:10],
+                          "the files changed after the commit: re-run the extract for this ds"),
+                schema_check(dataset_id, manifest)]
     return [result, schema_check(dataset_id, manifest)]
 
 
 def schema_check(dataset_id: str, manifest: dict) -> GateResult:
-    """Removed or retyped source fields fail the raw gate; added fields are only reported."""
+    """Schema drift at the source (``tally.sources.drift``, recorded by every interval source in
+    the manifest's ``schema_drift``), three checks: a removed or a retyped source field fails the
+    raw gate (one failure per field); fields added at the source are one **warning** (recorded
+    in the result's ``warnings``, shown in its summary and the validation log; the gate passes)."""
     drift = manifest.get("schema_drift") or {}
+    removed, retyped, added = drift.get("removed") or [], drift.get("retyped") or {}, drift.get("added") or []
     failures = []
-    for name in drift.get("removed", []):
+    for name in removed:
         failures.append({"expectation": "source_field_still_exists", "column": name, "observed": "absent",
                          "expected": "present (landed in earlier runs; now null in this ds)"})
-    for name, change in (drift.get("retyped") or {}).items():
+    for name, change in retyped.items():
         failures.append({"expectation": "source_field_type_unchanged", "column": name,
                          "observed": change["now"], "expected": change["landed"]})
+    warnings = [{"expectation": "source_field_added", "column": list(added), "severity": "warn",
+                 "observed": f"{len(added)} field(s) new at the source",
+                 "expected": "the fields of the previous ds (a warning: review the catalog)"}] if added else []
     return GateResult(
-        suite=f"schema.{dataset_id}", hop="raw", dataset=dataset_id, success=not failures, evaluated=1,
-        failed=1 if failures else 0, failures=failures, run_at=manifest.get("committed_at", ""),
-        target=f"describe vs last landed schema; added: {', '.join(drift.get('added', [])) or 'none'}",
+        suite=f"schema.{dataset_id}", hop="raw", dataset=dataset_id, success=not failures, evaluated=3,
+        failed=bool(removed) + bool(retyped), failures=failures, warnings=warnings,
+        run_at=manifest.get("committed_at", ""),
+        target=f"source schema vs last landed schema; added: {', '.join(added) or 'none'}",
+        parameters={"schema_drift": drift},
     )

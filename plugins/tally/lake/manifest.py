@@ -1,6 +1,6 @@
 """A partition's manifest, ``_manifest.json``: the commit marker of a ds.
 
-Every zone writes the same common fields (``dataset``, ``files``, ``row_count``,
+Every zone writes the same common fields (``dataset``, ``files``, ``file_rows``, ``row_count``,
 ``key_checksum``, ``schema_fingerprint``, ``ds``, ``committed_at``, and where they apply
 ``key``, ``source_count``, ``watermark``, ``mode``); what only one zone records (the ERP's
 tombstones, Kafka's per-file entries, a curated job's counts and inputs…) is in ``extra``.
@@ -25,6 +25,9 @@ MANIFEST = "_manifest.json"
 @dataclass(eq=False)
 class Manifest(Mapping[str, Any]):
     files: list[str] = field(default_factory=list)  # file names in the ds folder: the ds's data
+    # rows in each listed file's Parquet footer, recorded by the commit (tally.lake.writer); None in
+    # manifests committed before it existed (readers then check the total and the checksum only)
+    file_rows: dict[str, int] | None = None
     dataset: str | None = None
     row_count: int | None = None
     key_checksum: str | None = None  # tally.lake.checksum of the key column over every listed row
@@ -47,7 +50,8 @@ class Manifest(Mapping[str, Any]):
     def from_dict(cls, data: Mapping[str, Any]) -> Manifest:
         """A manifest from its JSON object (also one written before this class existed)."""
         if isinstance(data, Manifest):
-            return dataclasses.replace(data, files=list(data.files), extra=dict(data.extra))
+            return dataclasses.replace(data, files=list(data.files), extra=dict(data.extra),
+                                       file_rows=dict(data.file_rows) if data.file_rows is not None else None)
         common = {k: data[k] for k in _COMMON if k in data}
         common["files"] = list(common.get("files") or [])
         return cls(**common, extra={k: v for k, v in data.items() if k not in _COMMON})

@@ -2,7 +2,8 @@
 
 Layout: ``<zone>/<source>/<object>/ds=<ds>/<file>.parquet`` plus ``_manifest.json``. The
 manifest (``tally.lake.manifest``) is the commit marker: a ds without one does not exist for
-readers, and readers use exactly the files the manifest lists.
+readers, and readers use exactly the files the manifest lists, checked against it
+(``tally.lake.verify``: per-file rows, row count, key checksum) as they read.
 
 ``Lake`` is the storage: paths, the filesystem, reading committed partitions and writing one
 manifest atomically. Writing a new version of a ds (new files, then the manifest, then the
@@ -26,6 +27,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from tally.lake.manifest import MANIFEST, Manifest
+from tally.lake.verify import KeyCheck, check_footers
 
 
 @dataclass(frozen=True)
@@ -116,24 +118,84 @@ class Lake:
                     out.append(ds)
         return sorted(out)
 
-    def files(self, dataset_path: str, ds: str) -> list[str]:
+    def committed_manifest(self, dataset_path: str, ds: str) -> Manifest:
+        """The ds's manifest; ``FileNotFoundError`` when the ds is not committed."""
         manifest = self.read_manifest(dataset_path, ds)
         if manifest is None:
             raise FileNotFoundError(f"{dataset_path} ds={ds} is not committed (no {MANIFEST})")
+        return manifest
+
+    def files(self, dataset_path: str, ds: str) -> list[str]:
+        manifest = self.committed_manifest(dataset_path, ds)
         return [self.path(self.partition(dataset_path, ds), f) for f in manifest.files]
 
-    def read_table(self, dataset_path: str, ds: str, columns: list[str] | None = None) -> pa.Table:
-        files = self.files(dataset_path, ds)
-        tables = [pq.read_table(f, filesystem=self.fs, columns=columns) for f in files]
-        return pa.concat_tables(tables) if tables else pa.table({})
+    def read_table(self, dataset_path: str, ds: str, columns: list[str] | None = None, *,
+                   verify: bool = True) -> pa.Table:
+        """The committed ds (only ``columns``, if given). Verified against its commit record
+        (``tally.lake.verify``: footers, row count, key checksum) unless ``verify=False``;
+        ``PartitionMismatch`` names the partition and the difference."""
+        manifest = self.committed_manifest(dataset_path, ds)
+        folder = self.path(self.partition(dataset_path, ds))
+        check = KeyCheck(dataset_path, ds, manifest) if verify else None
+        read = columns
+        if check is not None:
+            check_footers(self, dataset_path, ds, manifest)
+            if check.active and columns is not None and check.key not in columns:
+                read = [*columns, check.key]  # the key is read for the checksum, then dropped
+        tables = [pq.read_table(f"{folder}/{f}", filesystem=self.fs, columns=read) for f in manifest.files]
+        table = pa.concat_tables(tables) if tables else pa.table({})
+        if check is not None:
+            if tables:
+                check.update(table)
+            check.finish()
+            if read is not columns:
+                table = table.drop_columns([check.key])
+        return table
 
-    def schema(self, dataset_path: str, ds: str) -> pa.Schema:
-        files = self.files(dataset_path, ds)
-        return pq.read_schema(files[0], filesystem=self.fs)
+    def verify(self, dataset_path: str, ds: str) -> Manifest:
+        """Check a committed ds against its commit record without keeping its data (the footers,
+        then the key column alone, streamed); returns the manifest. ``PartitionMismatch`` names
+        the partition and the difference; ``FileNotFoundError`` when the ds is not committed."""
+        manifest = self.committed_manifest(dataset_path, ds)
+        check_footers(self, dataset_path, ds, manifest)
+        check = KeyCheck(dataset_path, ds, manifest)
+        if check.active:
+            folder = self.path(self.partition(dataset_path, ds))
+            for f in manifest.files:
+                pf = pq.ParquetFile(f"{folder}/{f}", filesystem=self.fs)
+                if check.key not in pf.schema_arrow.names:
+                    check.update(pf.schema_arrow.empty_table())  # raises: no key column
+                for batch in pf.iter_batches(batch_size=262_144, columns=[check.key]):
+                    check.update(batch)
+            check.finish()
+        return manifest
 
-    def iter_batches(self, dataset_path: str, ds: str, batch_size: int = 65_536) -> Iterator[pa.RecordBatch]:
-        for f in self.files(dataset_path, ds):
-            yield from pq.ParquetFile(f, filesystem=self.fs).iter_batches(batch_size=batch_size)
+    def schema(self, dataset_path: str, ds: str, *, verify: bool = True) -> pa.Schema:
+        """The schema of the ds's first file; the footers are checked first unless ``verify=False``."""
+        manifest = self.committed_manifest(dataset_path, ds)
+        if verify:
+            check_footers(self, dataset_path, ds, manifest)
+        return pq.read_schema(self.path(self.partition(dataset_path, ds), manifest.files[0]), filesystem=self.fs)
+
+    def iter_batches(self, dataset_path: str, ds: str, batch_size: int = 65_536, *,
+                     verify: bool = True) -> Iterator[pa.RecordBatch]:
+        """The committed ds, batch by batch (bounded memory). Verified unless ``verify=False``:
+        the footers before the first batch, the row count and key checksum of every batch
+        yielded after the last one, raising ``PartitionMismatch`` before the iteration ends (so
+        a consumer that writes batches inside a transaction aborts it)."""
+        manifest = self.committed_manifest(dataset_path, ds)
+        folder = self.path(self.partition(dataset_path, ds))
+        check = None
+        if verify:
+            check_footers(self, dataset_path, ds, manifest)
+            check = KeyCheck(dataset_path, ds, manifest)
+        for f in manifest.files:
+            for batch in pq.ParquetFile(f"{folder}/{f}", filesystem=self.fs).iter_batches(batch_size=batch_size):
+                if check is not None:
+                    check.update(batch)
+                yield batch
+        if check is not None:
+            check.finish()
 
     def exists(self, path: str) -> bool:
         return self._exists(path)

@@ -5,7 +5,8 @@ quarantine, raw Kafka and its quarantine, curated from Spark):
    (``part-<attempt>-NNNNN.parquet``, a fresh attempt token per write), or, for a file whose
    name is its content (a Kafka offset range), written aside and renamed into place;
 2. **manifest**: ``_manifest.json`` is replaced in one atomic write (``Lake.write_manifest``)
-   listing exactly the files of the new version: this is the commit;
+   listing exactly the files of the new version, with each file's footer row count
+   (``file_rows``, which every reader checks: ``tally.lake.verify``): this is the commit;
 3. **sweep**: only then are the files the manifest does not list removed.
 
 A crash before 2 leaves the previous version committed and whole (its files are untouched;
@@ -34,6 +35,7 @@ from tally.lake.checksum import KeyChecksum
 from tally.lake.manifest import MANIFEST, Manifest
 from tally.lake.schema import arrow_schema, schema_fingerprint
 from tally.lake.store import Lake, new_attempt
+from tally.lake.verify import footer_rows, partition_name
 
 STAGE_PREFIX = "_attempt-"  # a folder inside the ds where another engine writes its files
 
@@ -143,10 +145,26 @@ class PartitionWriter:
             raise ValueError(f"{self.dataset_path} ds={self.ds}: the manifest leaves out files this attempt "
                              f"wrote: {unlisted[:5]}")
         self.lake.fs.create_dir(self.folder, recursive=True)
-        written = self.lake.write_manifest(self.dataset_path, self.ds, manifest)
+        written = self.lake.write_manifest(self.dataset_path, self.ds, self._recorded(manifest))
         if sweep_now:
             sweep(self.lake, self.dataset_path, self.ds, keep=written.files)
         return written
+
+    def _recorded(self, manifest: Manifest) -> Manifest:
+        """``manifest`` with ``file_rows``, the commit record every reader checks its reads
+        against (``tally.lake.verify``): the footer row count of each file this attempt wrote
+        (or adopted); for a file the committed version already lists (a Kafka ds keeps its
+        other offset ranges, a heal its untouched files), the count recorded then. The files
+        must add up to the manifest's ``row_count``."""
+        previous = self.lake.read_manifest(self.dataset_path, self.ds)
+        recorded = (previous.file_rows or {}) if previous is not None else {}
+        mine = set(self.files)
+        rows = {name: recorded[name] if name not in mine and name in recorded
+                else footer_rows(self.lake, f"{self.folder}/{name}") for name in manifest.files}
+        if manifest.row_count is not None and sum(rows.values()) != manifest.row_count:
+            raise ValueError(f"{partition_name(self.dataset_path, self.ds)}: the files hold {sum(rows.values())} rows "
+                             f"but the manifest says {manifest.row_count}; nothing was committed")
+        return manifest.updated(file_rows=rows)
 
     def abort(self) -> None:
         """Remove this attempt's files that the committed manifest does not list (best effort)."""

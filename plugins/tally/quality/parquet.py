@@ -35,7 +35,8 @@ def validate_parquet(
 ) -> GateResult:
     """Validate one committed ds of a lake dataset, in bounded memory.
 
-    Reads exactly the files the manifest lists and only the columns the suite uses (or
+    Reads exactly the files the manifest lists, after checking them against it (``Lake.verify``:
+    a ``PartitionMismatch`` when they differ), and only the columns the suite uses (or
     ``columns``). A column the suite needs but the files lack is not read; GX then reports
     the expectations on it as failed ("column ... does not exist") instead of the gate crashing.
 
@@ -49,7 +50,13 @@ def validate_parquet(
 
     suite_dict = load_suite_dict(suite_name, suites_dir)
     params = check_parameters(suite_dict, parameters)
-    files = lake.files(dataset_path, ds)  # FileNotFoundError when the ds is not committed
+    from tally.lake.verify import check_footers
+
+    # what is validated is what was committed (tally.lake.verify; PartitionMismatch names the
+    # difference): the footers before anything is read, the key checksum by the read below;
+    # FileNotFoundError when the ds is not committed
+    check_footers(lake, dataset_path, ds, lake.committed_manifest(dataset_path, ds))
+    files = lake.files(dataset_path, ds)
     wanted = suite_columns(suite_dict) if columns is None else list(columns)
     schema = pq.read_schema(files[0], filesystem=lake.fs) if files else None
     present = set(schema.names) if schema is not None else set()
@@ -61,14 +68,16 @@ def validate_parquet(
     target = f"{lake.uri}/{lake.partition(dataset_path, ds)} ({len(files)} files, {rows} rows)"
     docs_batch = dataset_path.replace("/", ".")
     if read and rows > limit and _batchable(suite_dict):
+        lake.verify(dataset_path, ds)  # the key column alone; the batches below read the files
         suite, result = _validate_parquet_batches(suite_dict, params, lake, files, read, rows, limit)
         out = from_gx(suite_dict, result, target=f"{target}, validated in batches of {limit}",
                       parameters=params, key=key, scales=scales)
         out.data_docs = publish(result, suite_dict, suite, ds, docs_batch, target)
         return out
     if read:
-        frame = _to_pandas(lake.read_table(dataset_path, ds, columns=read), suite_dict)
+        frame = _to_pandas(lake.read_table(dataset_path, ds, columns=read), suite_dict)  # verified as read
     else:  # table-level checks only: a concat of zero-column tables loses the row count
+        lake.verify(dataset_path, ds)
         frame = pd.DataFrame(index=pd.RangeIndex(rows))
     return validate_dataframe(suite_name, frame, parameters, suites_dir, target=target, run_name=ds,
                               batch=docs_batch, key=key, scales=scales)

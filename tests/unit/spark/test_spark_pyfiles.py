@@ -20,8 +20,9 @@ def test_the_zip_holds_the_jobs_and_the_tally_modules_they_import(tmp_path):
     tally = {n for n in names if n.startswith("tally/")}
     assert {"tally/__init__.py", "tally/contract.py", "tally/catalog.py", "tally/lake/__init__.py",
             "tally/lake/checksum.py", "tally/spark_session.py"} <= tally
-    allowed = tuple(m.replace(".", "/") for m in spark_submit.JOB_IMPORTS)
-    assert all(n == "tally/__init__.py" or n.startswith(allowed) for n in tally), sorted(tally)
+    allowed = tuple(m.replace(".", "/") for m in (*spark_submit.JOB_IMPORTS, *spark_submit.ZIP_ALSO))
+    packages = {f"{m.rsplit('.', 1)[0].replace('.', '/')}/__init__.py" for m in spark_submit.ZIP_ALSO}
+    assert all(n == "tally/__init__.py" or n in packages or n.startswith(allowed) for n in tally), sorted(tally)
     assert "tally/spark_submit.py" not in names and "tally/core/paths.py" not in names  # launching is not shipped
 
 
