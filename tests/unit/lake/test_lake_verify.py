@@ -151,3 +151,18 @@ def test_null_keys_match_either_convention():
     check = KeyCheck(PATH, DS, m)
     check.update(pa.table({"k": ["a", None, "b"]}))
     check.finish()
+
+
+def test_the_erp_delete_check_reads_landed_keys_verified(lake):
+    """The ERP's delete detection reads the key of every committed ds (what Tally believes
+    exists): a key changed in a committed file after its commit fails there, naming the
+    partition, instead of silently shifting which keys count as landed."""
+    from tally import catalog
+    from tally.sources.erp.deletes import landed_keys
+
+    manifest = commit(lake, rows(0, 10))
+    dataset = catalog.get("erp.sales_orders")
+    assert landed_keys(lake, dataset, [DS]).tolist() == list(range(10))
+    rewrite(lake, manifest.files[0], rows(1, 11))  # same row count: only the checksum can tell
+    with pytest.raises(PartitionMismatch, match=r"raw\.erp\.sales_orders ds=2026-12-01: key checksum of order_id"):
+        landed_keys(lake, dataset, [DS])

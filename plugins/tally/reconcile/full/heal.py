@@ -172,6 +172,7 @@ def heal(erp: ErpConn, lake: Lake, warehouse, dataset: Dataset, ds: str, cutoff:
 
     # -- the new attempt: rewrite files holding a healed key, add the healed rows -----------------
     key_set = pa.array(sorted(new_keys), pa.int64())
+    lake.verify(path, ds)  # a heal builds on the committed files: they must be what was committed
     writer = PartitionWriter(lake, path, ds, attempt)
     files: list[str] = []
     removed_live = removed_tomb = 0

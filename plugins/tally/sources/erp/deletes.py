@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from tally.catalog import ERP_DELETED, Dataset
 from tally.lake import ARROW_TYPES, Lake
+from tally.lake.verify import KeyCheck, check_footers
 
 
 def _numpy(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -47,11 +48,18 @@ def landed_keys(lake: Lake, dataset: Dataset, partitions: Iterable[str]) -> np.n
     # keys ever tombstoned -> whether their latest landed version is a tombstone
     dead: dict = {}
     for ds in sorted(partitions):
+        # a verifying reader (tally.lake.verify): footers first, the key checksum while streaming
+        manifest = lake.committed_manifest(dataset.lake_path, ds)
+        check_footers(lake, dataset.lake_path, ds, manifest)
+        check = KeyCheck(dataset.lake_path, ds, manifest)
         for path in lake.files(dataset.lake_path, ds):
             pf = pq.ParquetFile(path, filesystem=lake.fs)
             names = set(pf.schema_arrow.names)
             columns = [dataset.key, *([flag] if flag and flag in names else [])]
+            if check.key and check.key not in columns:
+                columns.append(check.key)
             for batch in pf.iter_batches(batch_size=262_144, columns=columns):
+                check.update(batch)
                 keys = batch.column(dataset.key)
                 deleted = batch.column(flag) if flag in batch.schema.names else None
                 if deleted is not None and pc.any(deleted).as_py():
@@ -69,6 +77,7 @@ def landed_keys(lake: Lake, dataset: Dataset, partitions: Iterable[str]) -> np.n
                 if pending_size > max(len(alive), 1_000_000):  # compact: keep memory near the unique count
                     alive = _unique([alive, *pending], dtype)
                     pending, pending_size = [], 0
+        check.finish()
     alive = _unique([alive, *pending], dtype)
     gone = [k for k, is_dead in dead.items() if is_dead]
     if gone:
