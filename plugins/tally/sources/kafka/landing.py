@@ -10,7 +10,9 @@ reached, and lands every ``batch_size`` messages as one micro-batch:
    ``quarantine/kafka/<name>/ds=<ds>/`` (when any message was quarantined) — see
    :mod:`tally.sources.kafka.layout` for ds and naming;
 3. rewrite each touched ds's manifests, quarantine first, then raw: the raw ``_manifest.json``
-   is the commit marker of the ds and lists every file with its offset range and counts;
+   is the commit marker of the ds and lists every file with its offset range and counts (and,
+   when its events departed from the contract's fields, their ``schema_drift`` counts; the
+   manifest's ``schema_drift`` sums the files it lists: :class:`~tally.sources.kafka.schema.FieldDrift`);
    files an overlapping replay supersedes are dropped from it in the same write, and swept
    after it (``tally.lake.writer.PartitionWriter``, the lake's one commit protocol);
 4. only then commit the batch's offsets (last + 1 per partition) to Kafka.
@@ -45,7 +47,7 @@ from tally.contract import EVENTS_TOPIC
 from tally.lake import Lake, Manifest, PartitionWriter, schema_fingerprint
 from tally.lake.checksum import checksum, combine
 from tally.sources.kafka import layout
-from tally.sources.kafka.schema import EVENT_SCHEMA, KEY, QUARANTINE_SCHEMA, parse_row, raw_text
+from tally.sources.kafka.schema import EVENT_SCHEMA, KEY, QUARANTINE_SCHEMA, FieldDrift, parse_row, raw_text
 
 log = logging.getLogger("tally.events")
 
@@ -89,6 +91,7 @@ class BatchResult:
     ds: dict[str, dict[str, int]]  # ds -> {"landed": n, "quarantined": n}
     reasons: Counter = field(default_factory=Counter)
     files: list[str] = field(default_factory=list)  # lake-relative paths written
+    drift: FieldDrift = field(default_factory=FieldDrift)  # the batch's events off the contract's fields
 
 
 # land_batch fills the columns positionally: schema.FIELDS, then where the message came from
@@ -130,6 +133,7 @@ def _merge_manifest(writer: PartitionWriter, topic: str, new: dict[str, dict], *
         manifest.key_checksum = combine(entries[n]["key_checksum"] for n in files)
         manifest.source_count = sum(entries[n]["messages"] for n in files)
         manifest.extra["quarantined"] = sum(entries[n]["quarantined"] for n in files)
+        manifest.extra["schema_drift"] = FieldDrift.merged(entries[n].get("schema_drift") for n in files).drift()
     return writer.commit(manifest)
 
 
@@ -147,6 +151,7 @@ def land_batch(lake: Lake, topic: str, records: Sequence[Record], number: int = 
     rows: dict[tuple[str, int], list[list]] = {}
     bad: dict[tuple[str, int], list[dict]] = defaultdict(list)
     reasons: Counter[str] = Counter()
+    drift: dict[tuple[str, int], FieldDrift] = defaultdict(FieldDrift)
     days: dict[int, str] = {}
     for r in records:
         ts = r.timestamp
@@ -155,27 +160,30 @@ def land_batch(lake: Lake, topic: str, records: Sequence[Record], number: int = 
         day = ts // layout.DAY_MS
         ds = days.get(day) or days.setdefault(day, layout.ds_of(ts))
         row = parse_row(r.value)
-        if type(row) is tuple:
-            cols = rows.get((ds, r.partition))
-            if cols is None:
-                cols = rows[(ds, r.partition)] = [[] for _ in _EVENT_COLUMNS]
-            c0, c1, c2, c3, c4, c5, c6, c7, c8, c9 = cols
-            c0.append(row[0])
-            c1.append(row[1])
-            c2.append(row[2])
-            c3.append(row[3])
-            c4.append(row[4])
-            c5.append(row[5])
-            c6.append(r.topic)
-            c7.append(r.partition)
-            c8.append(r.offset)
-            c9.append(ts)
-        else:
-            reasons[row] += 1
-            bad[(ds, r.partition)].append({
-                "topic": r.topic, "partition": r.partition, "offset": r.offset, "timestamp": ts,
-                "key": raw_text(r.key), "raw_value": raw_text(r.value), "reason": row,
-            })
+        if type(row) is not tuple:  # quarantined, or valid with fields outside the contract
+            if type(row) is str:
+                reasons[row] += 1
+                bad[(ds, r.partition)].append({
+                    "topic": r.topic, "partition": r.partition, "offset": r.offset, "timestamp": ts,
+                    "key": raw_text(r.key), "raw_value": raw_text(r.value), "reason": row,
+                })
+                drift[(ds, r.partition)].quarantined(r.value, row)
+                continue
+            drift[(ds, r.partition)].extra(row.extra)
+        cols = rows.get((ds, r.partition))
+        if cols is None:
+            cols = rows[(ds, r.partition)] = [[] for _ in _EVENT_COLUMNS]
+        c0, c1, c2, c3, c4, c5, c6, c7, c8, c9 = cols
+        c0.append(row[0])
+        c1.append(row[1])
+        c2.append(row[2])
+        c3.append(row[3])
+        c4.append(row[4])
+        c5.append(row[5])
+        c6.append(r.topic)
+        c7.append(r.partition)
+        c8.append(r.offset)
+        c9.append(ts)
     cells = sorted(set(rows) | set(bad))
     result = BatchResult(number, len(records), 0, 0, ranges, {})
     raw_entries: dict[str, dict[str, dict]] = defaultdict(dict)
@@ -204,6 +212,10 @@ def land_batch(lake: Lake, topic: str, records: Sequence[Record], number: int = 
             "quarantined": len(quarantined), "messages": len(good) + len(quarantined),
             "key_checksum": key_checksum, "landed_at": now.isoformat(),
         }
+        cell_drift = drift.get((ds, p))
+        if cell_drift:
+            raw_entries[ds][rng.file_name]["schema_drift"] = cell_drift.to_entry()
+            result.drift = FieldDrift.merged([result.drift.to_entry(), cell_drift.to_entry()])
         if quarantined:
             writer(q_path, ds).write_file(rng.file_name, pa.Table.from_pylist(quarantined, schema=QUARANTINE_SCHEMA))
             result.files.append(f"{Lake.partition(q_path, ds)}/{rng.file_name}")
@@ -292,6 +304,7 @@ def land_events(
         "partitions": {},
     }
     reasons: Counter[str] = Counter()
+    drift_seen = FieldDrift()
     buffer: list[Record] = []
     assigned: set = set()
     start_offsets: dict[int, int] = {}
@@ -306,7 +319,7 @@ def land_events(
 
     def settle() -> None:
         """Wait for the batch in flight; once it is in the lake, commit its offsets."""
-        nonlocal pending
+        nonlocal pending, drift_seen
         if pending is None:
             return
         batch, pending = pending.result(), None  # the worker's error, if any, is raised here
@@ -320,6 +333,8 @@ def land_events(
         report["landed"] += batch.landed
         report["quarantined"] += batch.quarantined
         reasons.update(batch.reasons)
+        if batch.drift:
+            drift_seen = FieldDrift.merged([drift_seen.to_entry(), batch.drift.to_entry()])
         for ds, counts in batch.ds.items():
             into = report["ds"].setdefault(ds, {"landed": 0, "quarantined": 0})
             into["landed"] += counts["landed"]
@@ -388,6 +403,10 @@ def land_events(
         executor.shutdown(wait=True)  # a batch still being written finishes, uncommitted
         consumer.close(autocommit=False)
     report["reasons"] = dict(sorted(reasons.items()))
+    report["schema_drift"] = drift_seen.drift()  # this run's events; each ds's manifest has the ds's
+    if drift_seen:
+        log.warning("%s: events off the contract's fields (schema drift): %s", topic,
+                    report["schema_drift"]["events"])
     report["seconds"] = round(time.monotonic() - started, 2)
     if report["messages"] != report["landed"] + report["quarantined"]:
         raise LandingError(f"{report['messages']} messages != {report['landed']} landed + "

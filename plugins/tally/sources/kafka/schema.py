@@ -9,11 +9,19 @@ An event is a JSON object::
 ``parse_value`` turns a message value into a typed row or a quarantine reason. Reasons are
 short, stable codes (``not_json``, ``missing:event_id``, ``wrong_type:occurred_at``…) so on-call
 can count them; the raw value itself goes to quarantine with the reason.
+
+Schema drift (what the landing records per file and ds, :func:`drift_of`): a valid event with
+top-level fields outside :data:`FIELDS` comes back from :func:`parse_row` as an
+:class:`ExtraRow` naming them (the fast path refuses unknown fields, so only such events pay
+for it); a quarantined one's extra fields and the JSON type a ``wrong_type:<field>`` had are
+read back by :func:`quarantine_signal`.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Annotated, NamedTuple
@@ -22,11 +30,15 @@ import msgspec
 import pyarrow as pa
 
 from tally import sfid
+from tally.sources.drift import Drift
 
 EVENT_TYPES = ("page_view", "feature_used", "login", "email_open")
 REQUIRED = ("event_id", "event_type", "account_id", "user_email", "occurred_at")
 KEY = "event_id"
 FIELDS = ("event_id", "event_type", "account_id", "user_email", "occurred_at", "properties")
+# The contract's JSON type per field, as drift names types (occurred_at: an RFC 3339 string).
+CONTRACT_TYPES = {**{name: "string" for name in REQUIRED}, "properties": "object"}
+_CONTRACT = frozenset(FIELDS)
 
 # What lands in raw/kafka/<name>/: the event's fields, then where it came from in Kafka.
 EVENT_SCHEMA = pa.schema([
@@ -92,7 +104,69 @@ class _Event(msgspec.Struct):
     properties: msgspec.Raw = msgspec.Raw(b"{}")
 
 
-_DECODER = msgspec.json.Decoder(_Event)
+class _Strict(_Event, forbid_unknown_fields=True):
+    """The first try: an event with a field outside the contract is refused (and looked at again)."""
+
+
+_DECODER = msgspec.json.Decoder(_Strict)
+_LENIENT = msgspec.json.Decoder(_Event)
+_UNKNOWN = "Object contains unknown field"
+_NOT_AN_OBJECT = frozenset({"empty", "not_utf8", "not_json", "not_object"})
+
+
+class ExtraRow(tuple):
+    """A valid event's row (as :func:`parse_row` gives it) whose event carried top-level fields
+    outside the contract: ``extra`` maps each to the JSON type it had."""
+
+    extra: dict[str, str]
+
+
+def _with_extra(row: tuple | str, extra: dict[str, str]) -> tuple | str:
+    if not extra or isinstance(row, str):
+        return row
+    out = ExtraRow(row)
+    out.extra = extra
+    return out
+
+
+def json_type(value: object) -> str:
+    """The JSON type name of a decoded value (``string``, ``integer``, ``number``, ``object``…)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
+def _document(value: bytes | None) -> dict | None:
+    try:
+        doc = msgspec.json.decode(value) if value is not None else None
+    except msgspec.DecodeError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def extra_fields(doc: dict) -> dict[str, str]:
+    """The top-level fields of an event outside the contract, each with its JSON type."""
+    return {k: json_type(v) for k, v in doc.items() if k not in _CONTRACT}
+
+
+def quarantine_signal(value: bytes | None, reason: str) -> tuple[dict[str, str], str | None]:
+    """For a quarantined message (the slow path only): its fields outside the contract, and
+    for a ``wrong_type:<field>`` reason the JSON type that field had (else None)."""
+    doc = _document(value) if reason not in _NOT_AN_OBJECT else None
+    if doc is None:
+        return {}, None
+    seen = None
+    if reason.startswith("wrong_type:"):
+        seen = json_type(doc.get(reason.partition(":")[2]))
+    return extra_fields(doc), seen
 
 
 @lru_cache(maxsize=65_536)
@@ -109,13 +183,25 @@ def parse_row(value: bytes | None) -> tuple | str:
 
     The fast path (msgspec, in C) takes every valid event; anything it refuses is judged
     again by :func:`parse_slow`, which names the reason. Both give the same row for an event
-    both accept. The landing calls this once per message, so it stays lean.
+    both accept. The landing calls this once per message, so it stays lean. An event with
+    top-level fields outside the contract is refused by the strict fast decoder and decoded
+    again leniently: its row comes back as an :class:`ExtraRow` naming them (a plain tuple
+    otherwise, so the landing's ``type(row) is tuple`` check stays the hot path's only cost).
     """
     if value is None:
         return "empty"
+    extra = None
     try:
         event = _DECODER.decode(value)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except msgspec.ValidationError as exc:
+        if not str(exc).startswith(_UNKNOWN):
+            return _slow_row(value)
+        extra = extra_fields(_document(value) or {})  # only events with fields outside the contract
+        try:
+            event = _LENIENT.decode(value)
+        except msgspec.ValidationError:
+            return _slow_row(value)
+    except msgspec.DecodeError:
         return _slow_row(value)
     props = bytes(event.properties)
     if props == b"null":
@@ -128,6 +214,8 @@ def parse_row(value: bytes | None) -> tuple | str:
     occurred_at = event.occurred_at
     if occurred_at.tzinfo is not UTC:
         occurred_at = occurred_at.astimezone(UTC)
+    if extra is not None:
+        return _with_extra((event_id, event_type, account_id, email.lower(), occurred_at, props.decode()), extra)
     return event_id, event_type, account_id, email.lower(), occurred_at, props.decode()
 
 
@@ -143,7 +231,7 @@ def _slow_row(value: bytes) -> tuple | str:
     parsed = parse_slow(value)
     if parsed.row is None:
         return parsed.reason or "?"
-    return tuple(parsed.row[name] for name in FIELDS)
+    return _with_extra(tuple(parsed.row[name] for name in FIELDS), extra_fields(_document(value) or {}))
 
 
 def parse_slow(value: bytes | None) -> Parsed:
@@ -191,6 +279,78 @@ def parse_slow(value: bytes | None) -> Parsed:
         # parser refused (a space instead of "T"…); the fast path keeps the text as sent.
         "properties": json.dumps(props, separators=(",", ":"), ensure_ascii=False),
     }, None)
+
+
+class FieldDrift:
+    """The events of one file (or ds) that departed from the contract's fields, by field:
+    ``added`` (a top-level field outside :data:`FIELDS`, valid or quarantined event alike),
+    ``removed`` (quarantined ``missing:<field>``), ``retyped`` (quarantined ``wrong_type:<field>``),
+    and ``types`` the JSON types seen of each added or retyped field."""
+
+    __slots__ = ("added", "removed", "retyped", "types")
+
+    def __init__(self) -> None:
+        self.added: Counter[str] = Counter()
+        self.removed: Counter[str] = Counter()
+        self.retyped: Counter[str] = Counter()
+        self.types: dict[str, set[str]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed or self.retyped)
+
+    def extra(self, fields: Mapping[str, str]) -> None:
+        for name, seen in fields.items():
+            self.added[name] += 1
+            self.types.setdefault(name, set()).add(seen)
+
+    def quarantined(self, value: bytes | None, reason: str) -> None:
+        """Count a quarantined message: its extra fields, and its reason when that is a
+        contract field missing or of another type."""
+        extra, seen = quarantine_signal(value, reason)
+        self.extra(extra)
+        kind, _, name = reason.partition(":")
+        if name not in _CONTRACT:
+            return
+        if kind == "missing":
+            self.removed[name] += 1
+        elif kind == "wrong_type":
+            self.retyped[name] += 1
+            self.types.setdefault(name, set()).add(seen or "?")
+
+    def to_entry(self) -> dict:
+        """What a file's manifest entry records (``schema_drift``; JSON)."""
+        return {"added": dict(sorted(self.added.items())), "removed": dict(sorted(self.removed.items())),
+                "retyped": dict(sorted(self.retyped.items())),
+                "types": {k: sorted(v) for k, v in sorted(self.types.items())}}
+
+    @classmethod
+    def merged(cls, entries: Iterable[Mapping | None]) -> FieldDrift:
+        """The sum of files' :meth:`to_entry` (None: a file without drift, or landed before
+        drift was recorded)."""
+        out = cls()
+        for e in entries:
+            if not e:
+                continue
+            out.added.update(e.get("added") or {})
+            out.removed.update(e.get("removed") or {})
+            out.retyped.update(e.get("retyped") or {})
+            for name, seen in (e.get("types") or {}).items():
+                out.types.setdefault(name, set()).update(seen)
+        return out
+
+    def drift(self) -> dict:
+        """The ds's ``schema_drift`` in the shape every source records
+        (:meth:`tally.sources.drift.Drift.to_dict`: ``added``, ``removed``, ``retyped`` with
+        ``landed``/``now`` types), plus ``added_types`` and ``events`` (how many events, per
+        field and kind)."""
+        def seen(name: str) -> str:
+            return "|".join(sorted(self.types.get(name) or {"?"}))
+
+        found = Drift(added={n: seen(n) for n in sorted(self.added)}, removed=sorted(self.removed),
+                      retyped={n: (CONTRACT_TYPES[n], seen(n)) for n in sorted(self.retyped)})
+        return {**found.to_dict(), "added_types": found.added,
+                "events": {"added": dict(sorted(self.added.items())), "removed": dict(sorted(self.removed.items())),
+                           "retyped": dict(sorted(self.retyped.items()))}}
 
 
 def raw_text(value: bytes | None) -> str | None:
