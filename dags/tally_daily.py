@@ -52,7 +52,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import (
     Asset,
     AsyncCallback,
@@ -68,6 +67,7 @@ from airflow.sdk import (
 from tally import contract  # standard library only: cheap at parse time
 from tally.airflow.callback import alert_on_failure, deadline_missed  # cheap: load nothing until called
 from tally.airflow.macros import MACROS, SPARK_LAUNCH_KEYS  # cheap: imports nothing until rendered
+from tally.airflow.spark import TallySparkSubmitOperator  # the provider's operator, data problems not retried
 
 DS = "{{ data_interval_start | ds }}"
 MARTS = [Asset(name=name, uri=uri) for name, uri in contract.MART_ASSETS.items()]
@@ -86,12 +86,14 @@ SPARK_DOCS = {
 }
 
 
-def spark_job(job: str) -> SparkSubmitOperator:
+def spark_job(job: str) -> TallySparkSubmitOperator:
     """``spark-submit --py-files <library> spark_jobs/<job>.py`` on the ``spark_default`` connection's master."""
-    return SparkSubmitOperator(
+    return TallySparkSubmitOperator(
         task_id=f"spark_{job}",
         doc_md=f"`spark-submit spark_jobs/{job}.py` for the ds on `spark_default`. {SPARK_DOCS[job]} "
-               "Retried once; on-call: `docs/runbook.md#spark-job-failed`.",
+               "A data problem (the job's exit 2: an input differs from its commit record) fails at once "
+               "with the job's message; other failures are retried once. On-call: "
+               "`docs/runbook.md#spark-job-failed`.",
         application=f"{{{{ spark_application({job!r}) }}}}",
         py_files="{{ spark_py_files() }}",
         conn_id="spark_default",

@@ -252,8 +252,10 @@ def describe_failure(f: dict) -> str:
     if f.get("error"):
         return f"{head} could not run: {f['error']}"
     if "unexpected_count" in f:
-        text = (f"{head} observed {f['unexpected_count']} of {f.get('element_count')} rows unexpected"
-                f" expected {f['expected']}")
+        what = f"not {f['condition']}" if f.get("condition") else "unexpected"  # e.g. not between 0 and 500000
+        text = f"{head} observed {f['unexpected_count']} of {f.get('element_count')} rows {what}"
+        if f.get("expected") not in (0, None):
+            text += f" expected {f['expected']}"
         if f.get("sample"):
             text += ", e.g. " + ", ".join(format_sample(s) for s in f["sample"][:5])
         return text

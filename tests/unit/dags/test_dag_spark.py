@@ -27,7 +27,7 @@ def test_every_job_is_a_spark_submit_on_spark_default(dag, monkeypatch, tmp_path
     env = dag.get_template_env()
     for job in JOBS:
         task = dag.get_task(f"spark_{job}")
-        assert type(task).__name__ == "SparkSubmitOperator"
+        assert type(task).__name__ == "TallySparkSubmitOperator"
         assert task._conn_id == "spark_default"
         application = env.from_string(task.application).render(**dag.user_defined_macros)
         assert Path(application) == REPO / "spark_jobs" / f"{job}.py" and Path(application).is_file()

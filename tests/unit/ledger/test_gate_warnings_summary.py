@@ -5,7 +5,7 @@ from __future__ import annotations
 from tally.ledger.validation_log import summarise
 
 WARNING = {"expectation": "expect_column_values_to_be_between", "column": "amount", "severity": "warn",
-           "observed": 1, "expected": 0, "unexpected_count": 1, "element_count": 3,
+           "observed": 1, "expected": 0, "condition": "between 0 and 500000", "unexpected_count": 1, "element_count": 3,
            "sample": [{"key": {"payment_id": 2}, "values": {"amount": "1000000.000000000"}}]}
 
 
@@ -19,6 +19,6 @@ def test_a_passed_dataset_with_a_warning_says_so():
     payments, customers = sorted(summarise(rows), key=lambda r: r["dataset"], reverse=True)
     assert payments["success"] and payments["warnings"] == 1
     assert payments["warning_summary"] == (
-        "raw.erp.payments: 1 warning: expect_column_values_to_be_between(amount) observed 1 of 3 rows unexpected"
-        " expected 0, e.g. payment_id 2 (amount 1000000.000000000)")
+        "raw.erp.payments: 1 warning: expect_column_values_to_be_between(amount) observed 1 of 3 rows not between 0"
+        " and 500000, e.g. payment_id 2 (amount 1000000.000000000)")
     assert (customers["warnings"], customers["warning_summary"]) == (0, "")
