@@ -360,3 +360,20 @@ def test_cli_lists_shows_and_acknowledges(stack, monkeypatch):
     assert "alice" in everything and str(second.alert.id) in everything
     missing = runner.invoke(app, ["alerts", "ack", "999999"])
     assert missing.exit_code == 1 and "no alert 999999" in missing.output
+
+
+def test_a_repeat_while_open_shows_the_latest_failure_without_paging_again(warehouse_dsn):
+    """Seen on the demo stack: a Spark task failed again for another reason and its open alert
+    kept the first failure's text; on-call read a stale cause."""
+    from tally.alerts import store
+
+    dag = f"repeat_{uuid.uuid4().hex[:6]}"
+    first = task_alert(dag, DS, "spark_rep_rankings", RuntimeError("Cannot execute: spark-submit …"), try_number=2)
+    again = task_alert(dag, DS, "spark_rep_rankings", RuntimeError("rep_rankings: error: raw.erp.x ds=… holds 5 rows"),
+                       try_number=3)
+    with psycopg.connect(warehouse_dsn) as conn:
+        alert_id = store.claim(conn, first, ["slack"])
+        assert alert_id is not None and store.claim(conn, again, ["slack"]) is None  # not sent again
+        (row,) = [a for a in store.list_alerts(conn, ds=DS, dag_id=dag) if a["id"] == alert_id]
+    assert row["occurrences"] == 2 and "holds 5 rows" in row["summary"] and "spark-submit" not in row["summary"]
+    assert row["delivery"] == {"slack": {"status": "pending"}}

@@ -64,6 +64,8 @@ def raise_alert(alert: Alert, config: AlertConfig, conninfo: str | None) -> Outc
                 alert.id = store.claim(conn, alert, names)
                 if alert.id is None:
                     alert.id = store.existing_id(conn, alert)
+                    if alert.id is not None:
+                        store.save_payload(conn, alert.id, alert)  # the latest failure, with its id
                     outcome.duplicate = outcome.recorded = True
                     log.info("%s", outcome.describe())
                     return outcome

@@ -72,7 +72,8 @@ def ensure(conn: psycopg.Connection) -> None:
 
 def claim(conn: psycopg.Connection, alert: Alert, channels: list[str]) -> int | None:
     """Insert the alert's row unless (dag_id, ds, gate) already has one; return its id when
-    this call inserted it (and so must send), else ``None`` after counting the repeat. A row that
+    this call inserted it (and so must send), else ``None`` after counting the repeat (the row
+    then shows the repeat's title, summary and details: the latest failure). A row that
     was resolved (a later run of its gate passed) is opened again, as this alert, and its id
     returned: a failure after a recovery pages again."""
     ensure(conn)
@@ -97,10 +98,15 @@ def claim(conn: psycopg.Connection, alert: Alert, channels: list[str]) -> int | 
         ).fetchone()
         if row:
             return int(row[0])
+        # A repeat while open: counted, not sent again; what it shows is the latest failure (the
+        # same gate can fail for another reason after a fix), delivery and acknowledgement kept.
         conn.execute(
             "UPDATE ops.alerts SET occurrences = occurrences + 1, last_seen_at = now(),"
-            " last_run_id = coalesce(%s, last_run_id) WHERE dag_id = %s AND ds = %s AND gate = %s",
-            (alert.run_id, alert.dag_id, alert.ds, alert.gate),
+            " last_run_id = coalesce(%s, last_run_id), category = %s, title = %s, summary = %s,"
+            " task_id = %s, run_id = coalesce(%s, run_id), payload = %s"
+            " WHERE dag_id = %s AND ds = %s AND gate = %s",
+            (alert.run_id, alert.category, alert.title, alert.summary, alert.task_id, alert.run_id,
+             Jsonb(alert.to_dict(), dumps=_dumps), alert.dag_id, alert.ds, alert.gate),
         )
     return None
 
