@@ -174,7 +174,12 @@ def _scaled(value: Any, scale: int | None) -> Any:
         return format(exact, "f")
     if scale is None or not isinstance(value, float) or not math.isfinite(value):
         return value
+    if abs(value) >= _FLOAT_EXACT:  # the float the check saw is not the lake's exact value: say so
+        return "≈" + format(decimal.Decimal(repr(value)), "f")
     return format(decimal.Decimal(repr(value)).quantize(_step(scale), context=_WIDE), "f")
+
+
+_FLOAT_EXACT = 2.0 ** 53  # from here on a float64 no longer holds every whole number
 
 
 _WIDE = decimal.Context(prec=80)  # decimal(38, 9) and wider quantize without InvalidOperation
