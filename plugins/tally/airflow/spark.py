@@ -10,8 +10,8 @@ line; any other failure (a JVM crash, a lost executor, exit 1) is raised as befo
 
 from __future__ import annotations
 
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 DATA_PROBLEM_EXIT = 2  # curated_lib.job_main's exit code for a data problem
 

@@ -4,8 +4,8 @@ spark-submit failure stays retryable (tally.airflow.spark)."""
 from __future__ import annotations
 
 import pytest
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from tally.airflow.spark import TallySparkSubmitOperator, data_problem
 
