@@ -234,12 +234,17 @@ def _expected(kind: str, kwargs: dict) -> Any:
     return {k: v for k, v in kwargs.items() if k not in ("batch_id", "column", "column_list", "result_format")}
 
 
+def _number(value: Any) -> Any:
+    """``500000.0`` → ``500000`` for people; anything else unchanged."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 def _condition(kind: str, kwargs: dict) -> str:
     if "value_set" in kwargs:
         values = sorted(map(str, kwargs["value_set"]))
         return ("not in " if "not_be_in" in kind else "in ") + "{" + ", ".join(values) + "}"
     if "min_value" in kwargs or "max_value" in kwargs:
-        lo, hi = kwargs.get("min_value"), kwargs.get("max_value")
+        lo, hi = (_number(kwargs.get(k)) for k in ("min_value", "max_value"))
         if lo is not None and hi is not None:
             return f"between {lo} and {hi}"
         return f">= {lo}" if lo is not None else f"<= {hi}"
