@@ -125,10 +125,16 @@ def test_the_app_serves_the_page_json_and_data_docs(seeded, tmp_path):
     assert http.get(f"/data-docs/{PAGE}").text.count("raw.erp.payments validation") == 1
     assert "a load of this ds is staged, not published (the warehouse gate FAILED" in page.text
     assert "4/5 passed<br><span class='warn'>1 warning</span>" in page.text
+    # where the source's rows went, beside the hops (seeded without quarantine or deletes: all landed)
+    assert "<td class='num acct' data-count='source_count'>100</td><td class='num acct' data-count='landed'>100</td>" \
+        in page.text
+    assert "<td class='missing acct' data-count='source_count'>·</td>" in page.text  # rep_rankings: not from a source
     # the DAG run tab's link, and no ds at all (the newest in the ledger)
     assert "ds 2026-12-02" in http.get("/ledger", params={"dag_id": "tally_daily", "run_id": "scheduled__x"}).text
     assert "ds 2026-12-02" in http.get("/ledger").text
     data = http.get("/ledger.json", params={"ds": DS, "days": 3}).json()
+    assert data["flows"][0]["accounting"] == {"source_count": 100, "landed": 100, "quarantined": 0, "tombstones": 0}
+    assert data["publication"]["staged"] is True and data["publication"]["gate_passed"] is False
     assert data["flows"][0]["first_divergence"] == {"from_hop": "curated", "to_hop": "warehouse",
                                                     "why": "row count 100 -> 93"}
     assert [d["ds"] for d in data["history"]] == ["2026-11-30", "2026-12-01", DS]

@@ -41,6 +41,9 @@ class DatasetFlow:
     dataset: str
     hops: dict[str, Entry]
     divergence: Divergence | None
+    # where the source's rows went (source count = landed + quarantined; tombstones beside);
+    # None for a dataset not landed from a source (curated outputs)
+    accounting: ledger.Accounting | None = None
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,8 @@ def flows(table: dict[str, dict[str, Entry]]) -> list[DatasetFlow]:
     out = []
     for dataset in sorted(table):
         div = ledger.first_divergence(table[dataset])
-        out.append(DatasetFlow(dataset, dict(table[dataset]), Divergence(*div) if div else None))
+        out.append(DatasetFlow(dataset, dict(table[dataset]), Divergence(*div) if div else None,
+                               ledger.accounting(table[dataset])))
     return out
 
 

@@ -101,8 +101,10 @@ def create_app(
             "ds": view.ds,
             "flows": [{"dataset": f.dataset,
                        "hops": {h: {"rows": e.row_count, "key_checksum": e.key_checksum} for h, e in f.hops.items()},
-                       "first_divergence": dataclasses.asdict(f.divergence) if f.divergence else None}
+                       "first_divergence": dataclasses.asdict(f.divergence) if f.divergence else None,
+                       "accounting": dataclasses.asdict(f.accounting) if f.accounting else None}
                       for f in view.flows],
+            "publication": view.publication,
             "gates": [dataclasses.asdict(g) for g in view.gates],
             "alerts": [{k: a[k] for k in ("id", "gate", "category", "title", "summary", "occurrences")}
                        for a in view.alerts],

@@ -11,7 +11,7 @@ from html import escape
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from tally.ledger import HOPS
+from tally.ledger import ACCOUNTING, HOPS
 from tally.reconcile.run_view import DatasetFlow, Day, Gate, RunView
 
 HOP_COLOURS = {"source": "#1f77b4", "raw": "#ff7f0e", "curated": "#2ca02c", "warehouse": "#9467bd",
@@ -102,10 +102,12 @@ def _publication(view: RunView) -> str:
 
 
 def flow_table(flows: list[DatasetFlow]) -> str:
-    head = "".join(f"<th>{h}</th>" for h in HOPS)
+    head = "".join(f"<th>{label}</th>" for _, label in ACCOUNTING) + "".join(f"<th>{h}</th>" for h in HOPS)
     rows = []
     for f in flows:
-        cells = []
+        cells = ([f"<td class='num acct' data-count='{name}'>{value}</td>"
+                  for (name, _), value in zip(ACCOUNTING, f.accounting.cells(), strict=True)] if f.accounting
+                 else [f"<td class='missing acct' data-count='{name}'>·</td>" for name, _ in ACCOUNTING])
         for hop in HOPS:
             e = f.hops.get(hop)
             if e is None:
@@ -126,10 +128,12 @@ def flow_table(flows: list[DatasetFlow]) -> str:
         rows.append(f"<tr data-dataset='{escape(f.dataset)}'><td>{escape(f.dataset)}</td>{''.join(cells)}"
                     f"<td>{verdict}</td></tr>")
     if not rows:
-        rows.append(f"<tr><td colspan='{len(HOPS) + 2}' class='muted'>no ledger entries</td></tr>")
+        rows.append(f"<tr><td colspan='{len(ACCOUNTING) + len(HOPS) + 2}' class='muted'>no ledger entries</td></tr>")
     return (f"<table id='flow'><thead><tr><th>dataset</th>{head}<th>first divergence</th></tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table>"
-            "<div class='muted small'>Each cell: rows, then the key checksum. Red: the first hop that "
+            "<div class='muted small'>Source count, landed, quarantined, tombstones: where the rows the "
+            "source counted went (source count = landed + quarantined). Each hop cell: rows, then the key "
+            "checksum. Red: the first hop that "
             "disagrees with the hop before it (dashed).</div>")
 
 
