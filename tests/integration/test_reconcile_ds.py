@@ -210,3 +210,29 @@ def test_a_failed_warehouse_gate_says_staged_not_published_exit_7(tmp_path, stag
     assert result.exit_code == 7, result.output
     user = next(d for d in json.loads(result.stdout)["datasets"] if d["dataset"] == "salesforce.User")
     assert user["verdict"] == "staged, not published: gate_warehouse failed (ledger only)" and user["code"] == 7
+
+
+def test_a_lake_partition_changed_after_its_commit_is_named_as_the_loss(tmp_path, ledger_db, fake_airflow):
+    """Sampling lost keys reads the lake through a verifying reader: a raw file rewritten after its
+    commit is reported as what it is (the partition, the file, the counts), never a traceback."""
+    import pyarrow as pa
+    from support.lake_faults import drop_rows
+
+    from tally import catalog
+    from tally.lake import Lake, Manifest, PartitionWriter
+    from tally.lake.checksum import checksum
+
+    d = catalog.get(OPP)
+    lake = Lake(str(tmp_path / "lake"))
+    schema = pa.schema([pa.field(d.key, pa.string())])
+    keys = [f"006{i:015d}" for i in range(7)]
+    writer = PartitionWriter(lake, d.lake_path, DS)
+    writer.write(schema, [pa.record_batch([pa.array(keys)], schema=schema)])
+    writer.commit(Manifest(dataset=OPP, files=list(writer.files), key=d.key, row_count=7, key_checksum=checksum(keys)))
+    drop_rows(lake, d.lake_path, DS, n=2)
+    fake_airflow.runs[f"{DS}T00:00:00+00:00"] = ("manual__1", "failed", _tasks() | {"gate_warehouse": "failed"})
+    result = _invoke(tmp_path, ledger_db, fake_airflow.url)
+    assert result.exit_code == 1, result.output
+    out = " ".join(result.output.split())
+    assert "raw.salesforce.Opportunity ds=2026-04-30" in out and "holds 5 rows, the commit record says 7" in out
+    assert "Traceback" not in result.output
