@@ -295,3 +295,26 @@ def test_a_salesforce_rerun_killed_before_its_manifest_leaves_the_previous_versi
     assert_previous_version_whole(lake, d.lake_path, DS, before, d.key)
     loaded = load_partition(warehouse_conn, lake, d.lake_path, DS, "raw", d.warehouse_table, d.key)
     assert (loaded.row_count, loaded.key_checksum) == (before["row_count"], before["key_checksum"])
+
+
+def test_a_backfill_reuses_the_landed_day_verified_and_ledgered_without_asking_the_source(
+        stack, seeded, lake, warehouse_conn):
+    from support.lake_faults import drop_rows
+
+    from tally import ledger
+    from tally.lake.verify import PartitionMismatch
+    from tally.stages.extract import reuse_landed
+
+    res = _resources(stack, lake, warehouse_conn)
+    start, end = ds_interval(DS)
+    landed = extract(res, "salesforce.Opportunity", DS, start, end)
+    res.salesforce = None  # the source is not asked: a reused day needs no connection to it
+    reused = reuse_landed(res, "salesforce.Opportunity", DS)
+    assert reused["reused"] is True
+    assert {k: reused[k] for k in landed} == landed
+    with psycopg.connect(warehouse_conn.conninfo()) as conn:
+        hops = ledger.flow(conn, DS)["salesforce.Opportunity"]
+    assert hops["raw"].row_count == landed["row_count"] and hops["raw"].key_checksum == landed["key_checksum"]
+    drop_rows(lake, catalog.get("salesforce.Opportunity").lake_path, DS, 1)  # the day changed after its commit
+    with pytest.raises(PartitionMismatch, match="raw.salesforce.Opportunity ds=2026-04-30: .* holds 299 rows, the commit record says 300"):
+        reuse_landed(res, "salesforce.Opportunity", DS)

@@ -18,6 +18,23 @@ def extract(res: Resources, dataset_id: str, ds: str, start: datetime, end: date
     check_ds(ds)
     dataset = catalog.get(dataset_id)
     manifest = sources.for_dataset(res, dataset).extract(res.lake, dataset, ds, start, end, progress=progress)
+    return _recorded(res, dataset_id, ds, manifest, ledger)
+
+
+def reuse_landed(res: Resources, dataset_id: str, ds: str) -> dict:
+    """The dataset's committed raw partition for ds, verified against its commit record, as the
+    extract's result (no call to the source): a backfill rebuilds a past day from what was landed
+    on the day, because a source that holds only current state cannot give that day back
+    (``tally.backfill.plan``). The ledger's source and raw hops are recorded again from the
+    manifest, under this run."""
+    check_ds(ds)
+    dataset = catalog.get(dataset_id)
+    manifest = res.lake.verify(dataset.lake_path, ds)
+    return {**_recorded(res, dataset_id, ds, manifest, True), "reused": True}
+
+
+def _recorded(res: Resources, dataset_id: str, ds: str, manifest, ledger: bool) -> dict:
+    """Ledger entries for a landed manifest (unless ``ledger`` is false); the extract's result."""
     # Rows re-read from the overlap window are counted, but kept apart: they were already
     # counted in the previous ds, and the curated zone keeps one (latest) version of each.
     # The other values are the ones a source records (absent ones are None).
