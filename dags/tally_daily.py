@@ -126,12 +126,14 @@ def spark_job(job: str) -> TallySparkSubmitOperator:
 def tally_daily():
     @task(retries=3, retry_delay=timedelta(seconds=20), retry_exponential_backoff=True,
           max_retry_delay=timedelta(minutes=5))
-    def extract(dataset_id: str, data_interval_start=None, data_interval_end=None, run_id=None) -> dict:
+    def extract(dataset_id: str, data_interval_start=None, data_interval_end=None, run_id=None,
+                dag_run=None) -> dict:
         """Land one dataset's interval in the raw zone (doc_md set per dataset below)."""
         from tally.airflow import tasks
 
+        backfill = bool((dag_run.conf or {}).get("tally_backfill")) if dag_run is not None else False
         return tasks.extract(dataset_id, tasks.ds_of(data_interval_start), data_interval_start, data_interval_end,
-                             run_id)
+                             run_id, backfill=backfill)
 
     @task(trigger_rule=TriggerRule.ALL_DONE, show_return_value_in_logs=False)
     def gate_raw(landed: dict[str, dict | None], data_interval_start=None, run_id=None) -> list[dict]:
@@ -231,7 +233,9 @@ def extract_doc(dataset_id: str) -> str:
     source, name = dataset_id.split(".", 1)
     return (f"Land `{dataset_id}` changed in the run's data interval (with the overlap window) to "
             f"`raw/{source}/{name}/ds=<ds>/` and its `_manifest.json`; ledger: source and raw hops. Re-running "
-            "replaces the ds. Retried on transient errors; on-call: `docs/runbook.md#extraction-gave-up`.")
+            "replaces the ds. In a `tally backfill` run the day's landed partition is reused (verified), "
+            "never re-extracted from a source that holds only current state (`docs/backfill.md`). "
+            "Retried on transient errors; on-call: `docs/runbook.md#extraction-gave-up`.")
 
 
 tally_daily()

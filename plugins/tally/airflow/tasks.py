@@ -61,8 +61,21 @@ def triggering_ds(events: Any = None, interval_start: datetime | None = None, ru
 
 
 # -- tally_daily --------------------------------------------------------------------------------------
-def extract(dataset_id: str, ds: str, start: datetime, end: datetime, run_id: str | None) -> dict:
+def extract(dataset_id: str, ds: str, start: datetime, end: datetime, run_id: str | None,
+            backfill: bool = False) -> dict:
+    """Land the dataset's interval; in a backfill run (``tally backfill``: conf ``tally_backfill``)
+    reuse the day's landed partition, or extract only if that is exact, else fail saying why
+    (``tally.backfill.plan.source_for``: the same rule the CLI planned with)."""
     source = dataset_id.split(".")[0]
+    if backfill:
+        from tally.backfill import plan
+
+        res = resources(run_id)
+        decision = plan.source_for(ds, plan.landed(res.lake), plan.utc_today())
+        if decision.refused:
+            raise AirflowFailException(decision.reason)
+        if decision.source == "lake":
+            return run(extract_stage.reuse_landed, res, dataset_id, ds)
     return run(extract_stage.extract, resources(run_id, need=(source,)), dataset_id, ds, start, end)
 
 

@@ -1,6 +1,9 @@
-"""A small client for Airflow 3's REST API (``/api/v2``), used by `tally run` and `make demo`.
+"""A small client for Airflow 3's REST API (``/api/v2``), used by `tally run`, `tally backfill` and
+`make demo`.
 
-Plain HTTP, no Airflow import: triggering and watching a run costs nothing at the CLI.
+Plain HTTP, no Airflow import: triggering and watching a run costs nothing at the CLI. Backfills
+are Airflow 3's own (``/api/v2/backfills``: the scheduler creates and runs them, the UI shows
+them and can pause or cancel them); one may be active per DAG at a time.
 """
 
 from __future__ import annotations
@@ -12,6 +15,27 @@ from datetime import datetime
 import requests
 
 TERMINAL = {"success", "failed"}
+REPROCESS = ("none", "failed", "completed")  # Airflow's ReprocessBehavior
+PAGE = 100
+
+
+class ApiError(RuntimeError):
+    """Airflow answered a request with an error: ``status`` and Airflow's ``detail``."""
+
+    def __init__(self, what: str, status: int, detail: str) -> None:
+        super().__init__(f"{what} failed ({status}): {detail}")
+        self.status, self.detail = status, detail
+
+
+def _detail(r: requests.Response) -> str:
+    """Airflow's ``detail`` (a string, or FastAPI's list of validation errors) in one line."""
+    try:
+        detail = r.json().get("detail", r.text)
+    except ValueError:
+        detail = r.text
+    if isinstance(detail, list):
+        detail = "; ".join(str(d.get("msg", d)) if isinstance(d, dict) else str(d) for d in detail)
+    return " ".join(str(detail).split())[:500]
 
 
 @dataclass
@@ -128,3 +152,72 @@ class AirflowClient:
             for err in entry.get("error_detail") or []:
                 lines.append(f"  {err.get('exc_type')}: {err.get('exc_value')}")
         return "\n".join(lines)
+
+    # -- runs in a range, backfills ------------------------------------------------------------
+    def _send(self, method: str, path: str, what: str, body: dict | None = None) -> dict:
+        r = self.http.request(method, f"{self.base_url}/api/v2{path}", json=body, timeout=self.timeout)
+        if r.status_code >= 400:
+            raise ApiError(what, r.status_code, _detail(r))
+        return r.json()
+
+    def _pages(self, path: str, key: str, **params) -> list[dict]:
+        out: list[dict] = []
+        while True:
+            page = self._get(path, limit=PAGE, offset=len(out), **params)
+            items = list(page.get(key, []))
+            out += items
+            if not items or len(out) >= int(page.get("total_entries") or 0):
+                return out
+
+    def runs_between(self, dag_id: str, start: datetime, end: datetime, run_type: str | None = None) -> list[dict]:
+        """Every run of ``dag_id`` whose logical date is in [start, end], by logical date."""
+        params = {"logical_date_gte": start.isoformat(), "logical_date_lte": end.isoformat(), "order_by": "logical_date"}
+        if run_type:
+            params["run_type"] = run_type
+        return self._pages(f"/dags/{dag_id}/dagRuns", "dag_runs", **params)
+
+    @staticmethod
+    def backfill_body(dag_id: str, start: datetime, end: datetime, *, reprocess: str = "none",
+                      conf: dict | None = None, max_active_runs: int = 1, run_backwards: bool = False) -> dict:
+        """``BackfillPostBody``: the runs whose logical dates are in [start, end] (both included)."""
+        if reprocess not in REPROCESS:
+            raise ValueError(f"reprocess must be one of {', '.join(REPROCESS)}, got {reprocess!r}")
+        return {"dag_id": dag_id, "from_date": start.isoformat(), "to_date": end.isoformat(),
+                "run_backwards": run_backwards, "dag_run_conf": conf or {}, "reprocess_behavior": reprocess,
+                "max_active_runs": max_active_runs}
+
+    def create_backfill(self, dag_id: str, start: datetime, end: datetime, **options) -> dict:
+        """Create a backfill (``POST /backfills``); Airflow creates its runs at once and the scheduler
+        runs them. ``ApiError`` 409 when one is already active for the DAG."""
+        return self._send("POST", "/backfills", f"backfill {dag_id}", self.backfill_body(dag_id, start, end, **options))
+
+    def backfill_dry_run(self, dag_id: str, start: datetime, end: datetime, **options) -> list[str]:
+        """The logical dates (ISO) a backfill with these options would run (``POST /backfills/dry_run``):
+        the ds it would skip (a run exists and the reprocess behaviour keeps it, or one is in flight)
+        are absent."""
+        found = self._send("POST", "/backfills/dry_run", f"backfill dry run {dag_id}",
+                           self.backfill_body(dag_id, start, end, **options))
+        return [b["logical_date"] for b in found.get("backfills", []) if b.get("logical_date")]
+
+    def backfills(self, dag_id: str, active_only: bool = False) -> list[dict]:
+        """The DAG's backfills, oldest first; ``active_only``: those neither completed nor cancelled
+        (a cancelled backfill is marked completed)."""
+        found = self._pages("/backfills", "backfills", dag_id=dag_id, order_by="id")
+        return [b for b in found if b.get("completed_at") is None] if active_only else found
+
+    def active_backfill(self, dag_id: str) -> dict | None:
+        """The DAG's active backfill (Airflow allows one), or None."""
+        return next(reversed(self.backfills(dag_id, active_only=True)), None)
+
+    def backfill(self, backfill_id: int) -> dict:
+        return self._get(f"/backfills/{int(backfill_id)}")
+
+    def pause_backfill(self, backfill_id: int) -> dict:
+        return self._send("PUT", f"/backfills/{int(backfill_id)}/pause", f"pause backfill {backfill_id}")
+
+    def unpause_backfill(self, backfill_id: int) -> dict:
+        return self._send("PUT", f"/backfills/{int(backfill_id)}/unpause", f"unpause backfill {backfill_id}")
+
+    def cancel_backfill(self, backfill_id: int) -> dict:
+        """Pause it and fail its queued runs (a running run finishes); marks it completed."""
+        return self._send("PUT", f"/backfills/{int(backfill_id)}/cancel", f"cancel backfill {backfill_id}")
