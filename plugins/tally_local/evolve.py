@@ -20,14 +20,17 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 from tally import sfid
-from tally_local.generator import OPEN_STAGES, ORDER_STATUSES, SyntheticData, _messy_reference
+from tally_local.generator import OPEN_STAGES, ORDER_STATUSES, SyntheticData, messy_reference
 
 STAGES = [*OPEN_STAGES, "Closed Won", "Closed Lost"]
 
 
-def next_day(data: SyntheticData, day: date, seed: int = 11, share: float = 0.05) -> SyntheticData:
-    """``data`` one day later: about ``share`` of live opportunities and orders changed, a fifth
-    of that deleted, half of it created; all stamped within ``day``."""
+def next_day(data: SyntheticData, day: date, seed: int = 11, share: float = 0.05,
+             created: float | None = None, deleted: float | None = None) -> SyntheticData:
+    """``data`` one day later: about ``share`` of live opportunities and orders changed,
+    ``deleted`` of them deleted (default a fifth of ``share``) and ``created`` new (default half
+    of ``share``); all stamped within ``day``. Equal ``created`` and ``deleted`` keep the number
+    of live records about level, so history grows while the day's change stays the same."""
     rng = random.Random(f"{seed}:{day.isoformat()}")
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
 
@@ -37,9 +40,11 @@ def next_day(data: SyntheticData, day: date, seed: int = 11, share: float = 0.05
     out = copy.deepcopy(data)
     out.as_of = max(data.as_of, start + timedelta(days=1))
     sf = out.salesforce
-    _opportunities(sf, rng, moment, share)
+    created = share / 2 if created is None else created
+    deleted = share / 5 if deleted is None else deleted
+    _opportunities(sf, rng, moment, share, created, deleted)
     _accounts(sf, rng, moment, share)
-    _orders(out, rng, moment, share)
+    _orders(out, rng, moment, share, created, deleted)
     return out
 
 
@@ -57,7 +62,8 @@ def _stage(rng: random.Random) -> tuple[str, float]:
     return stage, OPEN_STAGES.get(stage, 100.0 if stage == "Closed Won" else 0.0)
 
 
-def _opportunities(sf: dict[str, list[dict]], rng: random.Random, moment, share: float) -> None:
+def _opportunities(sf: dict[str, list[dict]], rng: random.Random, moment, share: float, created: float,
+                   deleted: float) -> None:
     opps, history = sf["Opportunity"], sf["OpportunityHistory"]
     live = [o for o in opps if not o["IsDeleted"]]
     next_history = 1 + max(_number(h["Id"]) for h in history)
@@ -79,11 +85,11 @@ def _opportunities(sf: dict[str, list[dict]], rng: random.Random, moment, share:
         if rng.random() < 0.5:
             opp["Amount"] = Decimal(rng.randrange(1_000_00, 250_000_00)) / 100
         staged(opp, at)
-    for opp in rng.sample(live, _count(rng, len(live), share / 5)):
+    for opp in rng.sample(live, _count(rng, len(live), deleted)):
         opp.update(IsDeleted=True, SystemModstamp=moment())
     accounts = [a for a in sf["Account"] if not a["IsDeleted"]]
     number = 1 + max(_number(o["Id"]) for o in opps)
-    for _ in range(_count(rng, len(live), share / 2)):
+    for _ in range(_count(rng, len(live), created)):
         at, account = moment(), rng.choice(accounts)
         stage, prob = _stage(rng)
         opp = {
@@ -107,7 +113,7 @@ def _accounts(sf: dict[str, list[dict]], rng: random.Random, moment, share: floa
         account.update(Industry=rng.choice(industries), SystemModstamp=moment())
 
 
-def _orders(data: SyntheticData, rng: random.Random, moment, share: float) -> None:
+def _orders(data: SyntheticData, rng: random.Random, moment, share: float, created: float, deleted: float) -> None:
     orders, customers = data.erp["sales_orders"], data.erp["customers"]
     for order in rng.sample(orders, _count(rng, len(orders), share)):
         order.update(status=rng.choice(ORDER_STATUSES), updated_at=moment())
@@ -115,16 +121,16 @@ def _orders(data: SyntheticData, rng: random.Random, moment, share: float) -> No
             order["total_amount"] = Decimal(rng.randrange(50_00, 90_000_00)) / 100
     invoiced = {i["order_id"] for i in data.erp_rows("invoices")}
     deletable = [o for o in orders if o["order_id"] not in invoiced]
-    gone = {o["order_id"] for o in rng.sample(deletable, min(len(deletable), _count(rng, len(orders), share / 5)))}
+    gone = {o["order_id"] for o in rng.sample(deletable, min(len(deletable), _count(rng, len(orders), deleted)))}
     data.erp["sales_orders"] = orders = [o for o in orders if o["order_id"] not in gone]
     won = [o["Id"] for o in data.salesforce["Opportunity"] if o["IsWon"] and not o["IsDeleted"]]
     number = 1 + max(o["order_id"] for o in orders)
-    for _ in range(_count(rng, len(orders), share / 2)):
+    for _ in range(_count(rng, len(orders), created)):
         at, customer = moment(), rng.choice(customers)
         orders.append({
             "order_id": number, "customer_id": customer["customer_id"], "order_date": at.date(),
             "status": rng.choice(ORDER_STATUSES), "currency": rng.choice(["USD", "USD", "EUR", "GBP"]),
             "total_amount": Decimal(rng.randrange(50_00, 90_000_00)) / 100, "created_at": at, "updated_at": at,
-            "sf_opportunity_ref": _messy_reference(rng, rng.choice(won)) if won and rng.random() < 0.7 else None,
+            "sf_opportunity_ref": messy_reference(rng, rng.choice(won)) if won and rng.random() < 0.7 else None,
         })
         number += 1

@@ -164,7 +164,7 @@ def generate(scale: Scale = Scale(), seed: int = 7, as_of: datetime | None = Non
     customers, orders = [], []
     for n, account in enumerate(accounts):
         created = moment()
-        ref = _messy_reference(rng, account["Id"])
+        ref = messy_reference(rng, account["Id"])
         customers.append({
             "customer_id": 10_000 + n,
             "name": account["Name"].upper(),
@@ -216,7 +216,7 @@ def _link_orders(rng: random.Random, accounts: list[dict], opportunities: list[d
     for order in orders:
         account = accounts[order["customer_id"] - 10_000]["Id"]
         choices = won.get(account)
-        ref = _messy_reference(rng, rng.choice(choices)) if choices and rng.random() < 0.8 else None
+        ref = messy_reference(rng, rng.choice(choices)) if choices and rng.random() < 0.8 else None
         order["sf_opportunity_ref"] = ref
 
 
@@ -396,7 +396,7 @@ def _erp_documents(data: SyntheticData, rng: random.Random, start: datetime, as_
     data.erp_bad = bad
 
 
-def _messy_reference(rng: random.Random, account_id: str) -> str | None:
+def messy_reference(rng: random.Random, account_id: str) -> str | None:
     """ERP users type account references by hand: 18-char, 15-char, wrong case, or nothing."""
     roll = rng.random()
     if roll < 0.70:
