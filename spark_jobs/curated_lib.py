@@ -12,6 +12,16 @@ This module and the Tally modules the jobs import (``tally.contract``, ``tally.c
 ``pythonpath``).
 The rules are documented for users in ``docs/curated.md``.
 
+**Incremental live records (the state zone, ``tally.lake.state``).** ``live`` does not re-read
+every raw partition: it reads ``state/<source>/<object>/ds=<ds>``, the latest version per key
+as of ds with tombstones, building and committing it first when it is missing or stale
+(``state_for``): the newest valid earlier state plus the raw partitions committed after it, or
+every raw partition when none is valid. A second ``live`` of the same dataset and ds (another
+job, a re-run) reuses the committed state. **Full refresh** (after a logic change): pass
+``--full-refresh`` to a job (``job_main`` sets ``FULL_REFRESH``) or set ``TALLY_FULL_REFRESH=1``
+in its environment; each dataset's state for the run's ds is then rebuilt from all raw once per
+process (later ds build on it incrementally).
+
 No Python UDFs: every transformation is a Spark SQL expression, so executors (also on a
 cluster) need no Python code from this repository.
 """
@@ -19,6 +29,7 @@ cluster) need no Python code from this repository.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -27,13 +38,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from tally import catalog
-from tally.lake import Lake, Manifest, PartitionWriter, S3Options, schema_fingerprint
+from tally.lake import MANIFEST, Lake, Manifest, PartitionWriter, S3Options, commit_id, schema_fingerprint
+from tally.lake import state as lake_state
 from tally.lake.checksum import checksum_col
 from tally.lake.verify import PartitionMismatch, check_footers, verify_spark
 from tally.spark_session import build_session, has_class
@@ -171,37 +184,197 @@ def read_raw(spark: SparkSession, lake: Lake, dataset: catalog.Dataset, ds: str)
     list, verified against them (``verified_read``), with ``_version``: the file's path below
     the dataset, ``ds=<ds>/<file>``, which sorts by partition and then by file. Returns (frame,
     ds values read)."""
-    schema = spark_schema(dataset)
     parts = lake.committed(dataset.lake_path, up_to=ds)
+    frame, _ = _read_raw_parts(spark, lake, dataset, parts)
+    return frame, parts
+
+
+def _read_raw_parts(spark: SparkSession, lake: Lake, dataset: catalog.Dataset,
+                    parts: list[str]) -> tuple[DataFrame, dict[str, Manifest]]:
+    """``read_raw`` of the committed partitions ``parts`` only; also returns their manifests."""
+    schema = spark_schema(dataset)
     manifests = _manifests(lake, dataset.lake_path, parts, dataset.dataset_id)
     urls = _urls(lake, dataset.lake_path, manifests)
     if not urls:
-        return spark.createDataFrame([], schema).withColumn("_version", F.lit("")), parts
+        return spark.createDataFrame([], schema).withColumn("_version", F.lit("")), manifests
     frame = spark.read.schema(schema).parquet(*urls)
     verified_read(frame, dataset.lake_path, manifests, dataset.key)
     return frame.select(
         *[F.col(f"`{c}`") for c in schema.fieldNames()],
         F.substring_index(F.col("_metadata.file_path"), "/", -2).alias("_version"),
-    ), parts
+    ), manifests
+
+
+def latest_versions(frame: DataFrame, dataset: catalog.Dataset) -> DataFrame:
+    """The latest version per key, tombstones kept: greatest cursor (NULL last), then greatest
+    ``_version`` (ds, then file). The one upsert rule of the full and the incremental path."""
+    order = [F.col(dataset.cursor).desc_nulls_last(), F.col("_version").desc()]
+    w = Window.partitionBy(dataset.key).orderBy(*order)
+    return frame.withColumn("_rn", F.row_number().over(w)).filter(F.col("_rn") == 1).drop("_rn")
+
+
+def not_deleted(dataset: catalog.Dataset) -> Column:
+    """True for a row that is not a tombstone (a NULL flag is not one)."""
+    if not dataset.deleted_flag:
+        return F.lit(True)
+    return ~F.coalesce(F.col(dataset.deleted_flag), F.lit(False))
 
 
 def latest_live(frame: DataFrame, dataset: catalog.Dataset) -> DataFrame:
     """Latest version per key (greatest cursor, then greatest ds, then file); deleted records
     (tombstones) dropped."""
-    order = [F.col(dataset.cursor).desc_nulls_last(), F.col("_version").desc()]
-    w = Window.partitionBy(dataset.key).orderBy(*order)
-    latest = frame.withColumn("_rn", F.row_number().over(w)).filter(F.col("_rn") == 1)
+    latest = latest_versions(frame, dataset)
     if dataset.deleted_flag:
-        latest = latest.filter(~F.coalesce(F.col(dataset.deleted_flag), F.lit(False)))
-    return latest.drop("_rn", "_version")
+        latest = latest.filter(not_deleted(dataset))
+    return latest.drop("_version")
 
 
-def live(spark: SparkSession, lake: Lake, dataset_id: str, ds: str, inputs: dict[str, list[str]]) -> DataFrame:
-    """The live records of a raw dataset as of ``ds``; records the partitions read in ``inputs``."""
+def live(spark: SparkSession, lake: Lake, dataset_id: str, ds: str, inputs: dict[str, list[str]],
+         full_refresh: bool | None = None) -> DataFrame:
+    """The live records of a raw dataset as of ``ds`` (``latest_live`` of every raw partition
+    ``<= ds``), read from its committed state (``state_for``); records the raw partitions the
+    state reflects in ``inputs``."""
     dataset = catalog.get(dataset_id)
-    raw, parts = read_raw(spark, lake, dataset, ds)
-    inputs[dataset_id] = parts
-    return latest_live(raw, dataset)
+    frame, manifest = state_for(spark, lake, dataset, ds, full_refresh=full_refresh)
+    inputs[dataset_id] = sorted(manifest["consumed"])
+    live_rows = frame.filter(not_deleted(dataset)) if dataset.deleted_flag else frame
+    return live_rows.drop("_version")
+
+
+# -- the state zone (tally.lake.state) ------------------------------------------------------
+FULL_REFRESH_ENV = "TALLY_FULL_REFRESH"
+FULL_REFRESH: bool | None = None  # set by job_main from --full-refresh; None: $TALLY_FULL_REFRESH decides
+LITTER_AGE_S = 3600.0  # unlisted files older than this in a state ds are a crashed writer's: swept
+_REFRESHED: set[tuple[str, str, str]] = set()  # (lake, state path, ds) rebuilt in full by this process
+
+
+def full_refresh_requested(full_refresh: bool | None = None) -> bool:
+    """``full_refresh`` if given, else ``FULL_REFRESH`` if set, else ``$TALLY_FULL_REFRESH`` (1/true/yes)."""
+    for value in (full_refresh, FULL_REFRESH):
+        if value is not None:
+            return bool(value)
+    return os.environ.get(FULL_REFRESH_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def state_schema(dataset: catalog.Dataset) -> T.StructType:
+    """A state's columns: the raw ones (``spark_schema``) and ``_version``."""
+    return T.StructType([*spark_schema(dataset).fields, T.StructField("_version", T.StringType(), True)])
+
+
+def read_state(spark: SparkSession, lake: Lake, dataset: catalog.Dataset, ds: str, *,
+               measured: Manifest | None = None) -> tuple[DataFrame, Manifest]:
+    """The committed state of ``dataset`` for ``ds``, exactly the files its manifest lists,
+    verified against it: footers first, then count and key checksum in one aggregate, except
+    when ``measured`` is the manifest this process just committed for these files (their count
+    and checksum were measured while Spark wrote them, their footers are checked here)."""
+    path = lake_state.state_path(dataset)
+    manifests = _manifests(lake, path, [ds], f"state.{dataset.dataset_id}")
+    schema = state_schema(dataset)
+    frame = spark.read.schema(schema).parquet(*_urls(lake, path, manifests))
+    if measured is None or commit_id(measured) != commit_id(manifests[ds]):
+        verified_read(frame, path, manifests, dataset.key)
+    return frame.select(*[F.col(f"`{c}`") for c in schema.fieldNames()]), manifests[ds]
+
+
+def state_for(spark: SparkSession, lake: Lake, dataset: catalog.Dataset, ds: str, *,
+              full_refresh: bool | None = None, rows_per_file: int = ROWS_PER_FILE) -> tuple[DataFrame, Manifest]:
+    """The state of ``dataset`` for ``ds`` (read verified) and its manifest, built and committed
+    first unless a committed one is valid for exactly the current raw zone (``tally.lake.state``).
+
+    A build starts from the newest valid state before ``ds`` (``valid_base``) and upserts the raw
+    partitions committed after it (``latest_versions`` of the union), or from every raw
+    partition ``<= ds`` when there is none or a full refresh is requested
+    (``full_refresh_requested``; once per process and ds)."""
+    path = lake_state.state_path(dataset)
+    marker = (lake.uri, path, ds)
+    force = full_refresh_requested(full_refresh) and marker not in _REFRESHED
+    current = lake_state.consumed_ids(lake, dataset, ds)
+    reasons: list[str] = []
+    if force:
+        base, reasons = None, ["full refresh requested"]
+    else:
+        existing = lake.read_manifest(path, ds)
+        if existing is not None:
+            stale = lake_state.staleness(lake, dataset, existing, current)
+            if stale is None:
+                return read_state(spark, lake, dataset, ds)
+            reasons.append(f"state ds={ds} is stale: {stale}")
+        base, why = lake_state.valid_base(lake, dataset, ds, current=current)
+        reasons += [why] if why else []
+    built, mine = _build_state(spark, lake, dataset, ds, base, sorted(d for d in current if base is None or d > base),
+                               rebuilt_because="; ".join(reasons) or None, replace=force, rows_per_file=rows_per_file)
+    if force:
+        _REFRESHED.add(marker)
+    return read_state(spark, lake, dataset, ds, measured=built if mine else None)
+
+
+def _build_state(spark: SparkSession, lake: Lake, dataset: catalog.Dataset, ds: str, base: str | None,
+                 delta: list[str], *, rebuilt_because: str | None, replace: bool,
+                 rows_per_file: int) -> tuple[Manifest, bool]:
+    """Upsert the raw partitions ``delta`` into the state of ``base`` (None: nothing) and commit
+    the result as the state of ``ds`` (``_commit_state``). What the manifest says was consumed
+    is what was read: the base's record and the delta manifests as read. Returns the committed
+    manifest and whether it is this build's (False: a concurrent build's, kept)."""
+    path = lake_state.state_path(dataset)
+    raw, delta_manifests = _read_raw_parts(spark, lake, dataset, delta)
+    consumed: dict[str, str] = {}
+    base_commit = None
+    frame = raw
+    if base is not None:
+        base_frame, base_manifest = read_state(spark, lake, dataset, base)
+        consumed.update(base_manifest["consumed"])
+        base_commit = commit_id(base_manifest)
+        frame = base_frame.unionByName(raw)
+    delta_ids = {d: commit_id(m) for d, m in delta_manifests.items()}
+    consumed.update(delta_ids)
+    writer = PartitionWriter(lake, path, ds)
+    aggs = [F.count(F.lit(1)).alias("_rows"), checksum_col(dataset.key).alias("_checksum"),
+            count_if(not_deleted(dataset)).alias("_live")]
+    measured, files, schema = _write_measured(lake, latest_versions(frame, dataset), writer,
+                                              f"state.{dataset.dataset_id}", aggs, rows_per_file)
+    manifest = Manifest(
+        dataset=f"state.{dataset.dataset_id}", key=dataset.key, files=files, row_count=int(measured["_rows"]),
+        key_checksum=str(measured["_checksum"]), schema_fingerprint=schema_fingerprint(schema),
+        mode="full" if base is None else "incremental",
+        extra={"base": base, "base_commit": base_commit, "delta": delta_ids, "consumed": dict(sorted(consumed.items())),
+               "live_rows": int(measured["_live"]), "layout": lake_state.layout(dataset),
+               "rebuilt_because": rebuilt_because})
+    return _commit_state(lake, dataset, writer, manifest, replace=replace)
+
+
+def _commit_state(lake: Lake, dataset: catalog.Dataset, writer: PartitionWriter, manifest: Manifest, *,
+                  replace: bool) -> tuple[Manifest, bool]:
+    """Commit a built state, safe against another job building the same ds at the same time.
+
+    When a state for the same raw commits was committed meanwhile, it is kept and this attempt's
+    files are dropped (unless ``replace``: a full refresh). Otherwise the manifest is written
+    without the usual sweep, which would delete a concurrent writer's staged or committed files
+    while its job reads them; only the files of the version replaced (stale, or being refreshed)
+    and unlisted files older than ``LITTER_AGE_S`` (a crashed writer's) are removed."""
+    path = lake_state.state_path(dataset)
+    previous = lake.read_manifest(path, writer.ds)
+    if (not replace and previous is not None
+            and lake_state.staleness(lake, dataset, previous, manifest["consumed"]) is None):
+        writer.abort()
+        return previous, False
+    written = writer.commit(manifest, sweep_now=False)
+    keep = {*written.files, MANIFEST}
+    doomed = set(previous.files) - keep if previous is not None else set()
+    cutoff = time.time() - LITTER_AGE_S
+    folder = lake.path(Lake.partition(path, writer.ds))
+    for info in lake.fs.get_file_info(pafs.FileSelector(folder, recursive=False)):
+        name = info.base_name
+        if name in keep:
+            continue
+        own_stage = name == writer.stage_dir().rsplit("/", 1)[-1]
+        old = info.mtime is not None and info.mtime.timestamp() < cutoff
+        if name in doomed or own_stage or old:
+            with contextlib.suppress(OSError):
+                if info.type == pafs.FileType.Directory:
+                    lake.fs.delete_dir(info.path)
+                else:
+                    lake.fs.delete_file(info.path)
+    return written, True
 
 
 def read_curated(spark: SparkSession, lake: Lake, name: str, ds: str, inputs: dict[str, list[str]]) -> DataFrame:
@@ -462,25 +635,13 @@ def stage_curated(
 
     Files hold at most ``rows_per_file`` rows and are written by as many tasks as the plan has
     partitions (no coalescing into one task)."""
-    from pyspark.sql import Observation
-
     path, dataset_id, key = curated_path(name), f"curated.{name}", catalog.CURATED_KEYS[name]
     aggs = [F.count(F.lit(1)).alias("_rows"), checksum_col(key).alias("_checksum")]
     for group, columns in (counts or {}).items():
         aggs += [col.alias(f"{group}::{label}") for label, col in columns.items()]
-    observation = Observation(f"curated_{name}_{time.monotonic_ns()}")
-    measuring = frame.observe(observation, *aggs)
-    if publish is not None:
-        measuring = measuring.select(*publish)
     writer = PartitionWriter(lake, path, ds)
+    measured, files, schema = _write_measured(lake, frame, writer, dataset_id, aggs, rows_per_file, publish)
     try:
-        (
-            measuring.write.mode("overwrite")
-            .option("compression", "snappy")
-            .option("maxRecordsPerFile", rows_per_file)
-            .parquet(lake.url(writer.stage_dir()))
-        )
-        measured = observed(observation, dataset_id)
         rows, key_checksum = int(measured.pop("_rows")), str(measured.pop("_checksum"))
         extra = dict(extra or {})
         for label, value in measured.items():
@@ -492,6 +653,37 @@ def stage_curated(
                 extra[item] = value
         if derive is not None:
             extra = derive(extra)
+    except BaseException:
+        writer.abort()
+        raise
+    manifest = Manifest(dataset=dataset_id, files=files, row_count=rows, key_checksum=key_checksum, key=key,
+                        schema_fingerprint=schema_fingerprint(schema), extra={**extra, "inputs": inputs})
+    return Staged(writer, manifest)
+
+
+def _write_measured(lake: Lake, frame: DataFrame, writer: PartitionWriter, dataset_id: str, aggs: list[Column],
+                    rows_per_file: int, publish: list[str] | None = None) -> tuple[dict, list[str], object]:
+    """Write ``frame`` (only the ``publish`` columns, if given) into ``writer``'s stage folder,
+    measuring ``aggs`` (one of them ``_rows``, the row count) in the same pass (a Spark
+    ``Observation``), and adopt the files into the ds, uncommitted. Returns (measurements, file
+    names, Arrow schema of the files). The footers must add up to the measured ``_rows``
+    (a stage Spark re-ran counts twice), or the attempt is aborted and ``JobError`` raised."""
+    from pyspark.sql import Observation
+
+    observation = Observation(f"{dataset_id.replace('.', '_')}_{time.monotonic_ns()}")
+    measuring = frame.observe(observation, *aggs)
+    if publish is not None:
+        measuring = measuring.select(*publish)
+    ds = writer.ds
+    try:
+        (
+            measuring.write.mode("overwrite")
+            .option("compression", "snappy")
+            .option("maxRecordsPerFile", rows_per_file)
+            .parquet(lake.url(writer.stage_dir()))
+        )
+        measured = observed(observation, dataset_id)
+        rows = int(measured["_rows"])
         files = writer.adopt_staged()
         if not files:
             raise JobError(f"Spark wrote no parquet file for {dataset_id} ds={ds}")
@@ -506,9 +698,7 @@ def stage_curated(
     except BaseException:
         writer.abort()
         raise
-    manifest = Manifest(dataset=dataset_id, files=files, row_count=rows, key_checksum=key_checksum, key=key,
-                        schema_fingerprint=schema_fingerprint(schema), extra={**extra, "inputs": inputs})
-    return Staged(writer, manifest)
+    return measured, files, schema
 
 
 def summary(job: str, ds: str, lake: Lake, manifests: dict[str, Manifest], started: float, **more) -> dict:
@@ -540,6 +730,8 @@ def parse_args(job: str, description: str, argv: list[str] | None = None) -> arg
         help=f"ISO code money is converted to (default ${REPORTING_CURRENCY_ENV} or {CORPORATE_CURRENCY})",
     )
     parser.add_argument("--rows-per-file", type=int, default=ROWS_PER_FILE, help=argparse.SUPPRESS)
+    parser.add_argument("--full-refresh", action="store_true",
+                        help=f"rebuild the raw datasets' states for --ds from all raw partitions (also ${FULL_REFRESH_ENV}=1)")
     args = parser.parse_args(argv)
     try:
         date.fromisoformat(args.ds)
@@ -553,6 +745,9 @@ def job_main(job: str, run: RunFn, description: str, argv: list[str] | None = No
     Exit 0 on success, 2 on a ``JobError`` or an input that is not what its commit record says
     (``PartitionMismatch``; message on stderr)."""
     args = parse_args(job, description, argv)
+    global FULL_REFRESH
+    if args.full_refresh:  # read by state_for (live) without passing a flag through every job's run()
+        FULL_REFRESH = True
     try:
         currency = reporting_currency(args.reporting_currency)
     except JobError as exc:

@@ -14,6 +14,7 @@ only need a value or two need not know which fields are typed.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -96,3 +97,12 @@ class Manifest(Mapping[str, Any]):
 
 _COMMON = frozenset(f.name for f in dataclasses.fields(Manifest)) - {"extra"}
 _ORDER = tuple(f.name for f in dataclasses.fields(Manifest) if f.name != "extra")
+
+
+def commit_id(manifest: Mapping[str, Any]) -> str:
+    """The identity of one commit of a ds: a short hash of its ``committed_at``, its files (sorted)
+    and its key checksum. A re-commit (new files, a new time) has another identity even with the
+    same rows, so a reader that recorded the ids it consumed (the state zone:
+    ``tally.lake.state``) can tell that an input changed without reading it."""
+    body = json.dumps([manifest.get("committed_at"), sorted(manifest.get("files") or []), manifest.get("key_checksum")])
+    return hashlib.sha256(body.encode()).hexdigest()[:16]
