@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 Money = dict[str, dict[str, Decimal] | None]
 MONEY_WORDS = ("amount", "pipeline")
 # reconcile's precedence (tally.reconcile.verdict._overall): the worst ds decides the exit code
-PRECEDENCE = (Code.LOST, Code.NOT_LOADED, Code.NOT_PUBLISHED, Code.IN_PROGRESS, Code.NO_RUN)
+PRECEDENCE = (Code.LOST, Code.NOT_LOADED, Code.NOT_PUBLISHED, Code.IN_PROGRESS, Code.NO_RUN, Code.STALE)
 STATUS_STYLE = {"run": "green", "skipped": "dim", "failed": "red", "not run": "yellow"}
 
 
@@ -122,7 +122,7 @@ def _num(value: Decimal | None) -> str:
 
 def exit_code(results: Iterable[DsResult]) -> int:
     """0 when every ds reconciled (its verdict is ok), else the worst ds's reconcile code (1 rows
-    lost, 3 stopped by a failed task, 7 not published, 5 in progress, 4 no run)."""
+    lost, 3 stopped by a failed task, 7 not published, 5 in progress, 4 no run, 8 stale)."""
     codes = {r.judgement.code for r in results}
     return int(next((c for c in PRECEDENCE if c in codes), Code.OK))
 

@@ -165,14 +165,16 @@ def _dag_run(client: AirflowClient, run: dict | None):
     return DagRun(run["dag_run_id"], run.get("state"), {t.task_id: t.state for t in tasks})
 
 
-def _judge(conn: psycopg.Connection, client: AirflowClient, ds: str, run: dict | None):
+def _judge(profile: Profile, conn: psycopg.Connection, client: AirflowClient, ds: str, run: dict | None):
     """(the ledger's flow for ds, the verdict `tally reconcile --ds` would give)."""
     from tally import ledger
+    from tally.cli.reconcile import stale_inputs
     from tally.load import wap
     from tally.reconcile.verdict import Publication, judge
 
     flow = ledger.flow(conn, ds)
-    return flow, judge(flow, _dag_run(client, run), ds, publication=Publication(**wap.state(conn, ds)))
+    return flow, judge(flow, _dag_run(client, run), ds, publication=Publication(**wap.state(conn, ds)),
+                       stale=stale_inputs(profile, ds))
 
 
 def _not_reconciled(profile: Profile, client: AirflowClient, ds_values: list[str], runs: dict[str, dict]) -> list[str]:
@@ -185,7 +187,7 @@ def _not_reconciled(profile: Profile, client: AirflowClient, ds_values: list[str
     with psycopg.connect(profile.warehouse.conninfo()) as conn, console.status("reconciling the range"):
         for ds in ds_values:
             run = runs.get(ds)
-            if run is None or run.get("state") != "success" or _judge(conn, client, ds, run)[1].code is not Code.OK:
+            if run is None or run.get("state") != "success" or _judge(profile, conn, client, ds, run)[1].code is not Code.OK:
                 out.append(ds)
     return out
 
@@ -353,7 +355,7 @@ def _finish(profile: Profile, client: AirflowClient, ds_values: list[str], sourc
     with psycopg.connect(profile.warehouse.conninfo()) as conn:
         for ds in ds_values:
             run = ours.get(ds) or latest.get(ds)
-            flow, judgement = _judge(conn, client, ds, run)
+            flow, judgement = _judge(profile, conn, client, ds, run)
             results.append(report.DsResult(
                 ds=ds, source=sources.get(ds), status=report.status_of(run, ds in ours), rows=report.hop_rows(flow),
                 judgement=judgement, before=before.get(ds, {}), after=report.read_money(conn, ds),

@@ -30,7 +30,7 @@ def reconcile(
     the failed task that stopped a dataset before a hop, or that the ds has no run; sample keys of
     what was lost. Exit 0 every hop agrees, 1 rows lost at a hop that ran, 2 usage error, 3 not
     loaded (a task failed), 4 no run for ds, 5 run in progress, 6 cannot reach the warehouse, 7 staged, not published (the
-    warehouse gate failed or the publish has not run). With --full, reconcile the ERP's
+    warehouse gate failed or the publish has not run), 8 stale (built from raw partitions re-landed since). With --full, reconcile the ERP's
     current rows with the warehouse instead."""
     if full:
         if ds is not None:
@@ -60,7 +60,7 @@ def _reconcile_ds(ds: str, fmt: Format) -> None:
         flow = ledger.flow(conn, ds)
         publication = Publication(**wap.state(conn, ds))
     run, known, note = dag_run_of(profile, ds)
-    judgement = judge(flow, run, ds, airflow_known=known, publication=publication)
+    judgement = judge(flow, run, ds, airflow_known=known, publication=publication, stale=stale_inputs(profile, ds))
     # sample keys compare the lake with the warehouse (and the mart): only where this run loaded it
     lost = [d for d, v in judgement.verdicts.items() if v.code is Code.LOST and "warehouse" in v.current]
     keys = _lost_keys(profile, ds, lost)
@@ -78,11 +78,22 @@ def _reconcile_ds(ds: str, fmt: Format) -> None:
                       highlight=False)
         for line in keys.values():
             console.print(line, style="red", markup=False, highlight=False)
+        if judgement.code is Code.STALE:
+            console.print(f"Replay it and every later stale ds, in order: tally backfill --start {ds} --end "
+                          "<the last ds> --missing (docs/backfill.md)", markup=False, highlight=False)
 
     document = {"ds": ds, "headline": judgement.headline, "code": int(judgement.code), "airflow": note or "read",
                 "datasets": records, "lost_keys": keys}
     emit(fmt, records=records, fields=list(records[0]) if records else ["dataset"], document=document, table=show)
     raise typer.Exit(int(judgement.code))
+
+
+def stale_inputs(profile: Profile, ds: str) -> dict[str, str]:
+    """{raw dataset: why} whose state for ds no longer reflects the raw zone (``tally.lake.state``)."""
+    from tally.lake import Lake
+    from tally.lake.state import stale_at
+
+    return stale_at(Lake(profile.lake), ds)
 
 
 def dag_run_of(profile: Profile, ds: str) -> tuple[DagRun | None, bool, str | None]:

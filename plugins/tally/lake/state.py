@@ -157,3 +157,22 @@ def stale_states(lake: Lake, dataset: catalog.Dataset | str) -> list[tuple[str, 
         if reason is not None:
             out.append((state_ds, reason))
     return out
+
+
+def stale_at(lake: Lake, ds: str, datasets: tuple[str, ...] | None = None) -> dict[str, str]:
+    """{raw dataset id: why} for every dataset whose committed state for ``ds`` no longer reflects
+    the raw zone (a raw ds ``<= ds`` re-landed or removed since the ds was built): the curated
+    zone, the warehouse and the marts of ``ds`` were built from it and are stale too, until the
+    ds is run again (``tally backfill --missing`` replays every such ds in order). A dataset
+    with no state for ``ds`` (never built, or built before the state zone) is not listed."""
+    from tally import contract
+
+    out = {}
+    for dataset_id in datasets or contract.RAW_DATASETS:
+        manifest = lake.read_manifest(state_path(dataset_id), ds)
+        if manifest is None:
+            continue
+        reason = staleness(lake, dataset_id, manifest, consumed_ids(lake, dataset_id, ds))
+        if reason is not None:
+            out[dataset_id] = f"state ds={ds} is stale: {reason}"
+    return out

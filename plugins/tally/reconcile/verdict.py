@@ -18,6 +18,9 @@ Exit codes (README's runbook, docs/runbook.md):
 5     the run is still in progress: some hops have not run yet
 7     staged, not published: the warehouse holds the ds in staging only (gate_warehouse failed, or
       publish_warehouse failed or has not run); the published tables keep what they had
+8     stale: every hop agrees, but the ds was built from raw partitions re-landed since (its state
+      zone says which, ``tally.lake.state.stale_at``): run it again, with every later stale ds, in
+      order (``tally backfill --missing``)
 ====  =========================================================================================
 """
 
@@ -57,6 +60,7 @@ class Code(IntEnum):
     NO_RUN = 4
     IN_PROGRESS = 5
     NOT_PUBLISHED = 7
+    STALE = 8
 
 
 @dataclass(frozen=True)
@@ -194,11 +198,29 @@ def _unpublished_text(publication: Publication) -> str:
 
 
 def judge(flow: Mapping[str, Mapping[str, Entry]], run: DagRun | None, ds: str, *,
-          airflow_known: bool = True, publication: Publication | None = None) -> Judgement:
+          airflow_known: bool = True, publication: Publication | None = None,
+          stale: Mapping[str, str] | None = None) -> Judgement:
     """Verdicts per dataset for ``ds``: ``flow`` is ``tally.ledger.flow`` ({dataset: {hop: entry}}),
     ``run`` the ds's tally_daily run (None: it has none), ``airflow_known`` False when Airflow could
     not be asked (then the ledger alone speaks, and the headline says so), ``publication`` the
-    warehouse's write–audit–publish state of the ds (None: unknown)."""
+    warehouse's write–audit–publish state of the ds (None: unknown), ``stale`` {raw dataset: why}
+    of the inputs the ds was built from that changed since (``tally.lake.state.stale_at``): a ds
+    whose hops all agree is then STALE, not OK."""
+    judgement = _judge(flow, run, ds, airflow_known=airflow_known, publication=publication)
+    if not stale or judgement.code is not Code.OK:
+        return judgement
+    verdicts = dict(judgement.verdicts)
+    for dataset, why in stale.items():
+        hops = verdicts[dataset].current if dataset in verdicts else frozenset()
+        verdicts[dataset] = Verdict(dataset, Code.STALE, f"stale: {why}", hops)
+    first = sorted(stale)[0]
+    more = f" (and {len(stale) - 1} more)" if len(stale) > 1 else ""
+    return Judgement(f"{judgement.headline}; stale: built before {first}{more} changed: {stale[first]}",
+                     Code.STALE, verdicts)
+
+
+def _judge(flow: Mapping[str, Mapping[str, Entry]], run: DagRun | None, ds: str, *,
+           airflow_known: bool, publication: Publication | None) -> Judgement:
     if not airflow_known:
         verdicts = {}
         for dataset, hops in sorted(flow.items()):

@@ -135,3 +135,19 @@ def test_valid_base_reason_lists_what_it_passed_over(lake, count):
     base, reason = valid_base(lake, DATASET, D[count])
     assert base is None and reason.startswith(f"state ds={D[count - 1]} is stale")
     assert reason.endswith(f"state ds={D[0]} is stale: raw ds={D[0]} was re-committed after it was built")
+
+
+def test_stale_at_names_the_datasets_whose_state_for_ds_predates_a_re_landed_day(lake):
+    from tally.lake.state import stale_at
+
+    for d in D[:3]:
+        _raw(lake, d, [1])
+    for d in D[:3]:
+        _state(lake, d)
+    assert stale_at(lake, D[2], ("erp.customers",)) == {}
+    _raw(lake, D[1], [1, 2])  # day 2 landed again after days 2 and 3 were built
+    assert stale_at(lake, D[0], ("erp.customers",)) == {}  # day 1 did not consume day 2
+    for d in D[1:3]:
+        assert stale_at(lake, d, ("erp.customers",)) == {
+            "erp.customers": f"state ds={d} is stale: raw ds={D[1]} was re-committed after it was built"}
+    assert stale_at(lake, D[5], ("erp.customers",)) == {}  # no state for that ds: nothing to say

@@ -203,3 +203,18 @@ def test_ledger_only_reads_the_warehouse_staging_state():
     j = judge(healthy_flow(), None, DS, airflow_known=False, publication=waiting)
     assert j.verdicts[OPP].text == "staged, not published: publish has not run (ledger only)"
     assert judge(healthy_flow(), None, DS, airflow_known=False, publication=Publication()).code is Code.OK
+
+
+def test_a_ds_built_before_a_raw_day_was_landed_again_is_stale_not_ok():
+    why = "state ds=2026-01-05 is stale: raw ds=2026-01-03 was re-committed after it was built"
+    j = judge(healthy_flow(), DagRun("r1", "success", all_tasks()), "2026-01-05",
+              stale={"erp.customers": why})
+    assert j.code is Code.STALE and int(j.code) == 8
+    assert j.verdicts["erp.customers"].code is Code.STALE and why in j.verdicts["erp.customers"].text
+    assert "stale: built before erp.customers changed" in j.headline
+    # a loss is reported as a loss first; staleness only turns an otherwise clean ds
+    flow = healthy_flow()
+    flow["erp.customers"]["warehouse"] = e("erp.customers", "warehouse", 9)
+    assert judge(flow, DagRun("r1", "success", all_tasks()), "2026-01-05", stale={"erp.customers": why}).code \
+        is Code.LOST
+    assert judge(healthy_flow(), DagRun("r1", "success", all_tasks()), "2026-01-05", stale={}).code is Code.OK
