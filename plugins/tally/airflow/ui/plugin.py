@@ -57,6 +57,13 @@ def create_app():
 class TallyPlugin(AirflowPlugin):
     name = "tally"
 
+    @classmethod
+    def on_load(cls, *args, **kwargs) -> None:
+        """Work around the installed Airflow's known bugs (``tally.airflow.compat``)."""
+        from tally.airflow import compat
+
+        compat.install()
+
     @cached_property
     def fastapi_apps(self) -> list[dict]:  # type: ignore[override]  # built on first use: the API server
         return [{"app": create_app(), "url_prefix": URL_PREFIX, "name": "Tally ledger"}]
