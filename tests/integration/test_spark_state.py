@@ -98,6 +98,11 @@ def check_day(spark, lake: Lake, ds: str) -> dict:
     got = sorted(tuple(r)[:-1] for r in both if r["_side"] == 0)
     want = sorted(tuple(r)[:-1] for r in both if r["_side"] == 1)
     assert got == want, f"ds={ds}: incremental live differs from the full rule"
+    # the curated gate's own expectation (pure Python, from the newest valid earlier state + raw) agrees
+    from tally.gates.curated import live_records
+
+    assert sorted((k, r["name"]) for k, r in live_records(lake, DATASET.dataset_id, ds, ("name",)).items()) == \
+        sorted((r[0], r[1]) for r in want), f"ds={ds}: the curated gate's live records differ"
     manifest = lake.read_manifest(STATE, ds)
     assert inputs[DATASET.dataset_id] == parts
     assert manifest["consumed"] == consumed_ids(lake, DATASET, ds)

@@ -18,27 +18,45 @@ CURATED_COUNTS = ("resolution_counts", "unresolved", "link_counts", "unlinked_re
 
 
 def live_records(lake: Lake, dataset_id: str, ds: str, columns: tuple[str, ...] = ()) -> dict[object, dict]:
-    """Records alive as of ds, computed from the raw zone alone (latest version per key: greatest
+    """Records alive as of ds, computed from the raw zone (latest version per key: greatest
     cursor, then greatest ds; tombstones removed), as ``{key: {column: value}}`` for ``columns`` —
-    the gate's own expectation of what Spark's curated snapshots must contain."""
+    the gate's own expectation of what Spark's curated snapshots must contain.
+
+    It starts from the newest valid state before ds (``tally.lake.state``: the state a previous
+    day's gate already checked the outputs of) and applies the raw partitions after it, so it
+    checks today's step without reading all history; with no valid earlier state, from all raw."""
     import pyarrow.compute as pc
+
+    from tally.lake.state import state_path, valid_base
 
     dataset = catalog.get(dataset_id)
     flag = [dataset.deleted_flag] if dataset.deleted_flag else []
     cols = list(dict.fromkeys([dataset.key, dataset.cursor, *flag, *columns]))
     latest: dict[object, tuple] = {}
+
+    def apply(table, versions) -> None:
+        if flag:
+            table = table.set_column(2, flag[0], pc.fill_null(table.column(2), False))
+        for row, part_ds in zip(zip(*(table.column(c).to_pylist() for c in cols), strict=True), versions, strict=True):
+            key, cursor = row[0], row[1]
+            # Spark's order: greatest cursor (a NULL cursor loses to any), then greatest ds
+            rank = (1, cursor, part_ds) if cursor is not None else (0, part_ds)
+            have = latest.get(key)
+            if have is None or rank >= have[0]:
+                latest[key] = (rank, bool(row[2]) if flag else False, row)
+
+    base, _ = valid_base(lake, dataset, ds)
+    if base is not None:  # verified against the state's commit record, like every read
+        state = lake.read_table(state_path(dataset), base, columns=[*cols, "_version"], verify=True)
+        apply(state.select(cols), [v[3:13] for v in state.column("_version").to_pylist()])
     for part_ds in lake.committed(dataset.lake_path, up_to=ds):
+        if base is not None and part_ds <= base:
+            continue
         # verified against the raw manifest: a damaged raw file fails here, named as raw, rather
         # than becoming the expectation Spark's output is compared with
         table = lake.read_table(dataset.lake_path, part_ds, columns=cols, verify=True)
-        if flag:
-            table = table.set_column(2, flag[0], pc.fill_null(table.column(2), False))
-        for row in zip(*(table.column(c).to_pylist() for c in cols), strict=True):
-            key, cursor = row[0], row[1]
-            have = latest.get(key)
-            if have is None or (cursor, part_ds) >= (have[0], have[1]):
-                latest[key] = (cursor, part_ds, bool(row[2]) if flag else False, row)
-    return {k: {c: row[cols.index(c)] for c in columns} for k, (_, _, deleted, row) in latest.items() if not deleted}
+        apply(table, [part_ds] * table.num_rows)
+    return {k: {c: row[cols.index(c)] for c in columns} for k, (_, deleted, row) in latest.items() if not deleted}
 
 
 def live_keys(lake: Lake, dataset_id: str, ds: str) -> set:
