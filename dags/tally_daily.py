@@ -10,14 +10,16 @@ For the run's data interval (one UTC day; **ds** = the interval's start date):
    for each landed dataset, row count equals the source's own count for the interval, keys
    present and unique, domains valid, no source field removed or retyped. A failed extract is
    not validated (it alerted for itself); Spark waits for every extract and for the gate.
-3. **Spark** (one `spark-submit` per job on the `spark_default` connection, money converted to
-   `$TALLY_REPORTING_CURRENCY`, default USD; see `docs/curated.md`):
-   **spark_conformed_customers** (ERP customers resolved to Salesforce accounts) →
-   **spark_opportunity_enrichment** (latest live opportunities with accounts, owners, FX, the
-   conformed customer and linked ERP orders; `order_links`) → **spark_rep_rankings**
-   (PERCENT_RANK / DENSE_RANK of owners per region and quarter) and
-   **spark_account_engagement** (activity events per account, after **land_events** has
+3. **spark_curated**: one `spark-submit` of `spark_jobs/all_curated.py` on the `spark_default`
+   connection (one application per ds: `bench/warm_spark.py`), money converted to
+   `$TALLY_REPORTING_CURRENCY` (default USD; see `docs/curated.md`), running in order
+   **conformed_customers** (ERP customers resolved to Salesforce accounts), **opportunity_enrichment**
+   (latest live opportunities with accounts, owners, FX, the conformed customer and linked ERP
+   orders; `order_links`), **rep_rankings** (PERCENT_RANK / DENSE_RANK of owners per region and
+   quarter) and **account_engagement** (activity events per account, after **land_events** has
    drained the Kafka topic into the lake so the snapshot holds every event appended before it).
+   Each reads yesterday's committed state plus the day's raw delta (the state zone), never all
+   raw history.
 4. **gate_curated**: Spark's outputs hold exactly the live records the raw zone implies
    (computed independently: row counts and key checksums), keys unique, domains valid, and
    every manifest's counts add up (resolved / unresolved, linked / unlinked, events).
@@ -75,29 +77,25 @@ MARTS = [Asset(name=name, uri=uri) for name, uri in contract.MART_ASSETS.items()
 # SLAs' successor); one still running at RUN_TIMEOUT is failed, so the next ds can start.
 DEADLINE = timedelta(hours=3)
 RUN_TIMEOUT = timedelta(hours=6)
-SPARK_DOCS = {
-    "conformed_customers": "ERP customers resolved to Salesforce accounts (15/18-char and missing references "
-                           "reported): `curated/conformed_customers`.",
-    "opportunity_enrichment": "Latest live opportunities joined with accounts, owners, FX rates, the conformed "
-                              "customer and linked ERP orders: `curated/opportunities`, `curated/order_links`.",
-    "rep_rankings": "PERCENT_RANK / DENSE_RANK of owners per region and quarter: `curated/rep_rankings`.",
-    "account_engagement": "Activity events per account (after `land_events` drained the topic): "
-                          "`curated/account_engagement`.",
-}
+SPARK_DOC = ("`spark-submit spark_jobs/all_curated.py` for the ds on `spark_default`: one application running "
+             "`conformed_customers` (ERP customers resolved to Salesforce accounts: `curated/conformed_customers`), "
+             "`opportunity_enrichment` (live opportunities with accounts, owners, FX, the conformed customer and "
+             "linked ERP orders: `curated/opportunities`, `curated/order_links`), `rep_rankings` (PERCENT_RANK / "
+             "DENSE_RANK of owners per region and quarter) and `account_engagement` (activity events per account, "
+             "after `land_events`), each from yesterday's state + the day's raw delta. A data problem (a job's "
+             "exit 2: an input differs from its commit record) fails at once with the job's message; other "
+             "failures are retried once. On-call: `docs/runbook.md#spark-job-failed`.")
 
 
-def spark_job(job: str) -> TallySparkSubmitOperator:
-    """``spark-submit --py-files <library> spark_jobs/<job>.py`` on the ``spark_default`` connection's master."""
+def spark_curated() -> TallySparkSubmitOperator:
+    """``spark-submit --py-files <library> spark_jobs/all_curated.py`` on the ``spark_default`` connection's master."""
     return TallySparkSubmitOperator(
-        task_id=f"spark_{job}",
-        doc_md=f"`spark-submit spark_jobs/{job}.py` for the ds on `spark_default`. {SPARK_DOCS[job]} "
-               "A data problem (the job's exit 2: an input differs from its commit record) fails at once "
-               "with the job's message; other failures are retried once. On-call: "
-               "`docs/runbook.md#spark-job-failed`.",
-        application=f"{{{{ spark_application({job!r}) }}}}",
+        task_id="spark_curated",
+        doc_md=SPARK_DOC,
+        application="{{ spark_application('all_curated') }}",
         py_files="{{ spark_py_files() }}",
         conn_id="spark_default",
-        name=f"tally-{job.replace('_', '-')}-{{{{ ds_nodash }}}}",
+        name="tally-curated-{{ ds_nodash }}",
         application_args=["--lake", "{{ conn.tally_lake.host }}", "--ds", DS,
                           "--reporting-currency", "{{ reporting_currency() }}"],
         conf={"spark.sql.session.timeZone": "UTC",
@@ -162,10 +160,8 @@ def tally_daily():
 
         return tasks.drain_events(run_id, contract.EVENTS_TOPIC, contract.EVENTS_GROUP)
 
-    conformed, enrichment = spark_job("conformed_customers"), spark_job("opportunity_enrichment")
-    rankings, engagement = spark_job("rep_rankings"), spark_job("account_engagement")
-    conformed >> enrichment >> [rankings, engagement]
-    land_events() >> engagement
+    spark = spark_curated()
+    land_events() >> spark
 
     @task(show_return_value_in_logs=False)
     def gate_curated(data_interval_start=None, run_id=None) -> list[dict]:
@@ -224,8 +220,8 @@ def tally_daily():
             outlet_events[asset].extra = {"ds": ds}
         return results
 
-    [*extracts.values(), gated] >> conformed
-    loaded = [rankings, engagement] >> gate_curated() >> load_warehouse() >> gate_warehouse()
+    [*extracts.values(), gated] >> spark
+    loaded = spark >> gate_curated() >> load_warehouse() >> gate_warehouse()
     loaded >> publish_warehouse() >> dbt_build() >> gate_mart()
 
 

@@ -4,8 +4,9 @@
 
 Same outputs as submitting ``conformed_customers``, ``opportunity_enrichment``,
 ``rep_rankings`` and ``account_engagement`` one after the other, but the JVM and the session
-start once (about 10 s per application on a small machine). For backfills and tests; the
-daily DAG submits one application per job, so a failed job can be retried on its own.
+start once, and a dataset's state is built once for the four (about half the work per ds:
+``bench/warm_spark.py``). The daily DAG's ``spark_curated`` task submits it. A job's error
+names the job (``all_curated: error: opportunity_enrichment: …``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import opportunity_enrichment
 import rep_rankings
 from pyspark.sql import SparkSession
 
+from tally.lake.verify import PartitionMismatch
+
 JOB = "all_curated"
 JOBS = (conformed_customers, opportunity_enrichment, rep_rankings, account_engagement)
 
@@ -29,8 +32,11 @@ def run(spark: SparkSession, lake_uri: str, ds: str, *, reporting_currency: str 
     started = time.monotonic()
     results = {}
     for job in JOBS:
-        results[job.JOB] = job.run(spark, lake_uri, ds, reporting_currency=reporting_currency, s3=s3,
-                                   rows_per_file=rows_per_file)
+        try:
+            results[job.JOB] = job.run(spark, lake_uri, ds, reporting_currency=reporting_currency, s3=s3,
+                                       rows_per_file=rows_per_file)
+        except (lib.JobError, PartitionMismatch) as exc:  # exit 2 (job_main), naming the job
+            raise lib.JobError(f"{job.JOB}: {exc}") from exc
     rows: dict[str, int] = {}
     for result in results.values():
         rows.update(result["rows"])

@@ -276,6 +276,19 @@ def test_a_job_whose_input_is_not_committed_fails_clearly(spark, tmp_path, capsy
     assert not spark.sparkContext._jsc.sc().isStopped()  # job_main left the caller's session alone
 
 
+def test_all_curated_names_the_job_whose_input_differs_from_its_commit_record(spark, tmp_path, capsys):
+    from support.lake_faults import drop_rows
+
+    root = tmp_path / "lake"
+    w.build_lake(root)
+    drop_rows(Lake(str(root)), catalog.get("salesforce.Opportunity").lake_path, w.DS1, 1)
+    every = w.load_job("all_curated")
+    argv = ["--lake", str(root), "--ds", w.RUN_DS]
+    assert every.lib.job_main(every.JOB, every.run, "", argv) == 2  # exit 2: a data problem, not retried
+    err = capsys.readouterr().err
+    assert "all_curated: error: opportunity_enrichment: raw.salesforce.Opportunity ds=2024-03-30: " in err, err
+
+
 def test_the_curated_gate_agrees_and_catches_counts_that_do_not_add_up(world, warehouse_conn):
     lake, _ = world
     res = Resources(lake=lake, warehouse=warehouse_conn)

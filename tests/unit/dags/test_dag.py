@@ -37,9 +37,9 @@ def test_dag_lands_every_catalog_dataset_and_gates_it():
     assert sorted(landed) == sorted(contract.RAW_DATASETS)
     assert {landed[d].operator.task_id for d in contract.RAW_DATASETS} == extracts
     # Spark needs the gate *and* every extract to have succeeded: a failed extract stops it too
-    spark = dag.get_task("spark_conformed_customers")
-    assert spark.upstream_task_ids == extracts | {"land.gate_raw"} and spark.trigger_rule == "all_success"
-    order = ["spark_rep_rankings", "gate_curated", "load_warehouse", "gate_warehouse", "publish_warehouse", "dbt_build",
+    spark = dag.get_task("spark_curated")
+    assert spark.upstream_task_ids == extracts | {"land.gate_raw", "land_events"} and spark.trigger_rule == "all_success"
+    order = ["spark_curated", "gate_curated", "load_warehouse", "gate_warehouse", "publish_warehouse", "dbt_build",
              "gate_mart"]
     for a, b in zip(order, order[1:], strict=False):
         assert b in dag.get_task(a).downstream_task_ids

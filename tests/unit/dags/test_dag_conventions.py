@@ -45,8 +45,8 @@ def test_extract_docs_name_their_own_dataset():
     for dataset_id in contract.RAW_DATASETS:
         doc = daily.get_task(f"land.extract_{dataset_id.replace('.', '_')}").doc_md
         assert f"`{dataset_id}`" in doc and "extraction-gave-up" in doc
-    for job in contract.SPARK_JOBS:
-        assert f"spark_jobs/{job}.py" in daily.get_task(f"spark_{job}").doc_md
+    spark = daily.get_task("spark_curated").doc_md
+    assert "spark_jobs/all_curated.py" in spark and all(f"`{job}`" in spark for job in contract.SPARK_JOBS)
 
 
 def test_the_daily_run_has_a_timeout_and_a_deadline_alert_that_pages_on_call():

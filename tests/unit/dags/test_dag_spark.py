@@ -1,4 +1,5 @@
-"""tally_daily submits one Spark application per curated job, in dependency order, on spark_default."""
+"""tally_daily submits the curated jobs as one Spark application (``spark_jobs/all_curated.py``, the jobs
+in dependency order inside it) on spark_default: one JVM per ds instead of four (bench/warm_spark.py)."""
 
 from __future__ import annotations
 
@@ -19,36 +20,35 @@ def dag():
     return module.tally_daily()
 
 
-def test_every_job_is_a_spark_submit_on_spark_default(dag, monkeypatch, tmp_path):
+def test_the_jobs_are_one_spark_submit_on_spark_default(dag, monkeypatch, tmp_path):
     """The application and its --py-files library are rendered when the task runs (parsing stays cheap)."""
     import zipfile
 
     monkeypatch.setenv("TALLY_HOME", str(tmp_path))
     env = dag.get_template_env()
-    for job in JOBS:
-        task = dag.get_task(f"spark_{job}")
-        assert type(task).__name__ == "TallySparkSubmitOperator"
-        assert task._conn_id == "spark_default"
-        application = env.from_string(task.application).render(**dag.user_defined_macros)
-        assert Path(application) == REPO / "spark_jobs" / f"{job}.py" and Path(application).is_file()
-        library = Path(env.from_string(task.py_files).render(**dag.user_defined_macros))
-        assert library.parent == tmp_path / "spark" and library.suffix == ".zip"
-        assert {"curated_lib.py", f"{job}.py", "tally/lake/__init__.py"} <= set(zipfile.ZipFile(library).namelist())
-        args = task.application_args
-        assert args[args.index("--reporting-currency") + 1] == "{{ reporting_currency() }}"
-        assert args[args.index("--ds") + 1] == "{{ data_interval_start | ds }}"
+    assert not [t for t in dag.task_ids if t.startswith("spark_") and t != "spark_curated"]
+    task = dag.get_task("spark_curated")
+    assert type(task).__name__ == "TallySparkSubmitOperator"
+    assert task._conn_id == "spark_default"
+    application = env.from_string(task.application).render(**dag.user_defined_macros)
+    assert Path(application) == REPO / "spark_jobs" / "all_curated.py" and Path(application).is_file()
+    library = Path(env.from_string(task.py_files).render(**dag.user_defined_macros))
+    assert library.parent == tmp_path / "spark" and library.suffix == ".zip"
+    assert {"curated_lib.py", "all_curated.py", *(f"{job}.py" for job in JOBS), "tally/lake/__init__.py",
+            "tally/lake/state.py"} <= set(zipfile.ZipFile(library).namelist())
+    args = task.application_args
+    assert args[args.index("--reporting-currency") + 1] == "{{ reporting_currency() }}"
+    assert args[args.index("--ds") + 1] == "{{ data_interval_start | ds }}"
 
 
-def test_jobs_run_in_dependency_order(dag):
-    def downstream(task_id: str) -> set[str]:
-        return dag.get_task(task_id).downstream_task_ids
+def test_the_jobs_run_in_dependency_order_after_the_landing(dag):
+    import all_curated
 
-    assert downstream("spark_conformed_customers") == {"spark_opportunity_enrichment"}
-    assert downstream("spark_opportunity_enrichment") == {"spark_rep_rankings", "spark_account_engagement"}
-    assert downstream("spark_rep_rankings") == downstream("spark_account_engagement") == {"gate_curated"}
-    assert "spark_account_engagement" in downstream("land_events")
-    assert dag.get_task("spark_conformed_customers").upstream_task_ids >= {
-        "land.gate_raw", "land.extract_erp_customers", "land.extract_salesforce_Account"}
+    assert [job.JOB for job in all_curated.JOBS] == list(JOBS)
+    task = dag.get_task("spark_curated")
+    assert task.downstream_task_ids == {"gate_curated"}
+    assert task.upstream_task_ids >= {"land.gate_raw", "land_events", "land.extract_erp_customers",
+                                      "land.extract_salesforce_Account"}
 
 
 def test_reporting_currency_renders_from_the_environment(dag, monkeypatch):
@@ -68,7 +68,7 @@ def test_driver_launch_settings_follow_the_connection_master(dag, monkeypatch):
 
     monkeypatch.delenv("TALLY_SPARK_DRIVER_MEMORY", raising=False)
     monkeypatch.delenv("TALLY_SPARK_DRIVER_JAVA_OPTIONS", raising=False)
-    conf = dag.get_task("spark_opportunity_enrichment").conf
+    conf = dag.get_task("spark_curated").conf
     assert set(launch_conf("local[2]")) <= set(conf)  # every launch setting reaches spark-submit
     env = dag.get_template_env()
 
