@@ -110,9 +110,26 @@ def run_cmd(ds: Annotated[str | None, params.ds_option("Logical date YYYY-MM-DD;
     """Run tally_daily for one ds through the Airflow scheduler, then print the summary."""
     profile = common.require_profile()
     ds = ds or profile.default_ds()
+    later = later_landed_days(profile, ds)
     run = trigger_and_watch(profile, ds)
     summary(profile, ds)
+    if later:
+        console.print(f"Later days ({later[0]} … {later[-1]}) were built from this day's previous landing: "
+                      f"`tally reconcile` marks them stale (exit 8) if this run landed it again. Replay them in order: "
+                      f"tally backfill --start {later[0]} --end {later[-1]} --missing", style="yellow",
+                      markup=False, highlight=False)
     raise typer.Exit(0 if run["state"] == "success" else 1)
+
+
+def later_landed_days(profile: Profile, ds: str) -> list[str]:
+    """The ds after ``ds`` that every raw dataset has landed (re-landing ``ds`` makes them stale)."""
+    from tally.backfill import plan
+    from tally.lake import Lake
+
+    try:
+        return [d for d in plan.complete_days(plan.landed(Lake(profile.lake))) if d > ds]
+    except OSError:  # a lake this machine cannot list: nothing to say
+        return []
 
 
 def _write_pgpass(conn: PostgresConn) -> Path:

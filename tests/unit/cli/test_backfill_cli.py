@@ -164,3 +164,13 @@ def test_airflow_refusing_the_backfill_is_one_line_and_exit_1(airflow):
     assert result.exit_code == 1, (result.output, result.exception)
     assert result.stderr.strip() == ("error: backfill dry run tally_daily failed (422): Value error, Backfill cannot "
                                      "be executed for future dates.")
+
+
+def test_tally_run_names_the_later_landed_days_a_re_landing_makes_stale(deployment):
+    from tally.cli.run import later_landed_days
+
+    prof = profile.load()
+    # days -6, -5 and -3 are landed by every raw dataset (day -4 lacks erp.invoices)
+    assert later_landed_days(prof, day(-7)) == [day(-6), day(-5), day(-3)]
+    assert later_landed_days(prof, day(-5)) == [day(-3)]
+    assert later_landed_days(prof, day(-3)) == []
