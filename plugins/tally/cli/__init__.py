@@ -1,7 +1,7 @@
 """The `tally` command for on-call: run the daily job, backfill a range, reconcile, extract, alerts, Data Docs.
 
-One module per command group (``run``, ``backfill``, ``reconcile``, ``extract``, ``docs``, ``alerts``), each with
-a ``register(app)``; ``common`` holds the console and the profile lookup, ``params`` the option
+One module per command group (``run``, ``backfill``, ``reconcile``, ``extract``, ``docs``, ``alerts``,
+``lake``), each with a ``register(app)``; ``common`` holds the console and the profile lookup, ``params`` the option
 types that validate input (and the one handler turning a user's mistake into one line and exit 2),
 ``output`` the table/json/tsv printing, ``airflow_api`` the REST client `tally run` uses. Commands
 reach a deployment through its profile (``tally.core.profile``: ``$TALLY_PROFILE`` or
@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import typer
 
-from tally.cli import alerts, backfill, docs, extract, reconcile, run
+from tally.cli import alerts, backfill, docs, extract, lake, reconcile, run
 from tally.cli.params import TallyGroup
 
 # TallyGroup: a user's mistake (a bad date, a missing option) is one `error: …` line and exit 2.
 app = typer.Typer(cls=TallyGroup, help="Tally: every row accounted for, source to mart.", no_args_is_help=True,
                   pretty_exceptions_show_locals=False)
 
-for _group in (run, backfill, reconcile, extract, docs, alerts):
+for _group in (run, backfill, reconcile, extract, docs, alerts, lake):
     _group.register(app)
 
 

@@ -103,6 +103,27 @@ def commit_id(manifest: Mapping[str, Any]) -> str:
     """The identity of one commit of a ds: a short hash of its ``committed_at``, its files (sorted)
     and its key checksum. A re-commit (new files, a new time) has another identity even with the
     same rows, so a reader that recorded the ids it consumed (the state zone:
-    ``tally.lake.state``) can tell that an input changed without reading it."""
+    ``tally.lake.state``) can tell that an input changed without reading it.
+
+    Except after a compaction (``tally.lake.compact``), which rewrites the same rows into fewer
+    files: it records the id of the commit it replaced as ``content_id`` and, in
+    ``content_of``, the files, row count and key checksum it wrote; while those are still the
+    manifest's, the identity is ``content_id``, so the states that consumed the partition stay
+    valid. A later commit that carries the extra values over but changes the files (a heal, a
+    re-landing) no longer matches ``content_of`` and gets a new identity, as any re-commit does."""
+    content_id = manifest.get("content_id")
+    if isinstance(content_id, str) and content_id and _content_unchanged(manifest):
+        return content_id
     body = json.dumps([manifest.get("committed_at"), sorted(manifest.get("files") or []), manifest.get("key_checksum")])
     return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
+def content_record(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``content_id`` vouches for: the files (sorted), the row count and the key checksum."""
+    return {"files": sorted(manifest.get("files") or []), "row_count": manifest.get("row_count"),
+            "key_checksum": manifest.get("key_checksum")}
+
+
+def _content_unchanged(manifest: Mapping[str, Any]) -> bool:
+    recorded = manifest.get("content_of")
+    return isinstance(recorded, Mapping) and dict(recorded) == content_record(manifest)
