@@ -129,6 +129,42 @@ def gate_mart(ds: str, run_id: str | None) -> list[dict]:
     return run(mart_gate.gate_mart, resources(run_id), ds)
 
 
+# -- tally_maintenance --------------------------------------------------------------------------------
+def compact_raw(run_id: str | None) -> list[dict]:
+    """``tally.lake.compact.run`` on the lake; a partition that does not match its commit record
+    fails the task (after the others ran), naming it."""
+    from dataclasses import asdict
+
+    from tally.lake import compact
+
+    done = compact.run(resources(run_id).lake)
+    refused = [c for c in done if c.action == "refused"]
+    for c in done:
+        if c.action in ("compacted", "refused"):
+            log.info("%s ds=%s: %s, %s -> %s files %s", c.dataset, c.ds, c.action, c.files_before, c.files_after,
+                     c.reason or "")
+
+    def check() -> None:
+        if refused:
+            raise DataProblem("; ".join(f"{c.dataset} ds={c.ds}: {c.reason}" for c in refused))
+
+    run(check)
+    return [asdict(c) for c in done if c.action != "skip"]
+
+
+def prune_lake(run_id: str | None) -> list[dict]:
+    """``tally.lake.retention``: plan, then apply; each removed partition in the log."""
+    from dataclasses import asdict
+
+    from tally.lake import retention
+
+    lake = resources(run_id).lake
+    removed = retention.apply(lake, retention.plan(lake))
+    for p in removed:
+        log.info("pruned %s ds=%s: %s", p.dataset, p.ds, p.reason)
+    return [asdict(p) for p in removed]
+
+
 # -- tally_events -------------------------------------------------------------------------------------
 def land_events(run_id: str | None, max_messages: int, batch_size: int, topic: str = contract.EVENTS_TOPIC,
                 group_id: str = contract.EVENTS_GROUP) -> dict:

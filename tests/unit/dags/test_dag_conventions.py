@@ -15,7 +15,7 @@ import pytest
 from tally import contract
 
 DAGS = Path(__file__).resolve().parents[3] / "dags"
-DAG_FILES = ("tally_daily", "tally_events", "tally_reconcile")
+DAG_FILES = ("tally_daily", "tally_events", "tally_reconcile", "tally_maintenance")
 
 
 def _dag(name: str):

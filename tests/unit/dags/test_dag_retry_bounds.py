@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 DAGS = Path(__file__).resolve().parents[3] / "dags"
-DAG_FILES = ("tally_daily", "tally_events", "tally_reconcile")
+DAG_FILES = ("tally_daily", "tally_events", "tally_reconcile", "tally_maintenance")
 # The longest wait before any retry; extracts (a source's 503, an expired session) retry sooner.
 LONGEST_WAIT = timedelta(minutes=10)
 EXTRACT_WAIT = timedelta(minutes=5)
