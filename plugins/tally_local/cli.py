@@ -153,6 +153,53 @@ def seed(
     console.print(table)
 
 
+def land_days(
+    count: Annotated[int, typer.Option("--count", min=1, max=60, help="How many days to live and land.")] = 5,
+) -> None:
+    """Live days of change after the seeded history and land each one, as the daily run would have.
+
+    Day by day from the seeded history's last day (`tally seed --as-of` a past date first): the
+    Salesforce simulator and the ERP change as that day would change them (``tally_local.evolve``:
+    stage moves, new and deleted opportunities, account edits, ERP orders changed, created and
+    deleted), then every raw dataset of that day is landed in the lake (no Airflow). Afterwards
+    `tally backfill --start FIRST --end LAST` rebuilds those days exactly, and the sources hold the
+    last day's state. Run again to live the next days."""
+    from datetime import date as date_cls
+    from datetime import timedelta
+
+    from tally.cli.common import console
+    from tally_local import generator
+    from tally_local.evolve import land_day, world_on
+
+    stack = _require_stack()
+    seeded = stack.state.get("seed")
+    if not seeded:
+        raise typer.BadParameter("seed the stack first: tally seed --as-of <a past date>")
+    as_of = datetime.fromisoformat(seeded["as_of"]).astimezone(UTC)
+    first = as_of.date() - timedelta(days=1)  # the seeded history's last day: landed whole first
+    landed = seeded.get("landed_through")
+    start = first if landed is None else date_cls.fromisoformat(landed) + timedelta(days=1)
+    new = [(start + timedelta(days=k)).isoformat() for k in range(count)]
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    if new[-1] > yesterday.isoformat():
+        raise typer.BadParameter(f"day {new[-1]} has not ended yet (the last one that has is {yesterday}): seed an "
+                                 f"earlier history first, e.g. tally seed --as-of {yesterday - timedelta(days=count)}")
+    base = generator.generate(generator.Scale(**seeded["scale"]), seed=int(seeded["seed"]), as_of=as_of)
+    lived = [(first + timedelta(days=k)).isoformat() for k in range(1, (start - first).days)]
+    data = world_on(base, lived)  # the sources as the last landed day left them
+    res = stack.resources()
+    for ds in new:
+        with console.status(f"living and landing {ds}"):
+            if ds != first.isoformat():
+                data = world_on(data, [ds])
+            land_day(res, stack.state["sfsim"]["db"], stack.postgres("erp"), data, ds)
+        live = sum(1 for o in data.salesforce["Opportunity"] if not o["IsDeleted"])
+        console.print(f"landed {ds}: {live:,} live opportunities")
+    stack.state["seed"]["landed_through"] = new[-1]
+    stack._save()
+    console.print(f"Rebuild them through Airflow: tally backfill --start {new[0]} --end {new[-1]}")
+
+
 def demo(
     accounts: Count = 200, opportunities: Count = 1000, users: Count = 12, days: Count = 30,
     seed_value: Annotated[int, typer.Option("--seed", min=0, help="Random seed of the generated data.")] = 7,
@@ -182,5 +229,6 @@ def register(app: typer.Typer) -> None:
     """Add the local rig's commands to the product's ``tally`` app (the ``tally.commands`` entry point)."""
     for command in (up, down, status, seed):
         app.command()(command)
+    app.command("land-days")(land_days)
     app.command("demo")(demo)
     app.command("env")(env)

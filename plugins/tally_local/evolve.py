@@ -134,3 +134,26 @@ def _orders(data: SyntheticData, rng: random.Random, moment, share: float, creat
             "sf_opportunity_ref": messy_reference(rng, rng.choice(won)) if won and rng.random() < 0.7 else None,
         })
         number += 1
+
+
+def land_day(res, salesforce_db, erp_conn, data: SyntheticData, ds: str) -> None:
+    """Seed the sources with ``data`` (the world at the end of ``ds``) and land ``ds`` of every raw
+    dataset into ``res.lake`` with the daily extract (the ledger's source and raw hops too), as the
+    daily run would have on the day. Without Airflow: `tally backfill` then rebuilds the day."""
+    from tally import contract
+    from tally.core.dates import ds_interval
+    from tally.stages import extract as extract_stage
+    from tally_local.seed import seed_erp, seed_salesforce
+
+    seed_salesforce(salesforce_db, data)
+    seed_erp(erp_conn, data)
+    start, end = ds_interval(ds)
+    for dataset_id in contract.RAW_DATASETS:
+        extract_stage.extract(res, dataset_id, ds, start, end)
+
+
+def world_on(data: SyntheticData, days: list[str], seed: int = 11) -> SyntheticData:
+    """``data`` after ``next_day`` of each of ``days`` in turn (deterministic: the same result each time)."""
+    for ds in days:
+        data = next_day(data, date.fromisoformat(ds), seed=seed)
+    return data

@@ -2,9 +2,9 @@
 backfill runs), interrupted and resumed, then run again; every ds's marts equal the ground truth
 of that day, computed here from the generator's data alone.
 
-The lake is built the way production builds it: each day the sources change (``tally_local.evolve``)
-and that day is landed before the next day's changes, so the lake holds what the daily run saw on
-the day. The backfill rebuilds every ds from the lake (curated zone, warehouse, marts, gates)."""
+The lake is built the way production builds it (and `tally land-days` builds it locally): each day
+the sources change (``tally_local.evolve``) and that day is landed before the next day's changes,
+so the lake holds what the daily run saw on the day. The backfill rebuilds every ds from the lake (curated zone, warehouse, marts, gates)."""
 
 from __future__ import annotations
 
@@ -20,12 +20,9 @@ import psycopg
 import pytest
 from support.ground_truth import expected_rep_performance, expected_revenue_totals
 
-from tally import contract
 from tally.core.dates import ds_interval
-from tally.stages import extract as extract_stage
 from tally_local import generator
-from tally_local.evolve import next_day
-from tally_local.seed import seed_erp, seed_salesforce
+from tally_local.evolve import land_day, next_day
 
 pytestmark = pytest.mark.e2e
 
@@ -46,11 +43,7 @@ def days(airflow_stack) -> dict[str, generator.SyntheticData]:
     for k, ds in enumerate(DAYS):
         if k:
             data = next_day(data, date.fromisoformat(ds))
-        seed_salesforce(stack.state["sfsim"]["db"], data)
-        seed_erp(stack.postgres("erp"), data)
-        start, end = ds_interval(ds)
-        for dataset_id in contract.RAW_DATASETS:
-            extract_stage.extract(res, dataset_id, ds, start, end)
+        land_day(res, stack.state["sfsim"]["db"], stack.postgres("erp"), data, ds)  # as `tally land-days` does
         truth[ds] = data
     return truth
 
