@@ -441,7 +441,8 @@ def test_dbt_build_marts_freshness_and_gate(warehouse_conn, warehouse_dsn, dbt, 
         results = statuses(dbt("build", ds=DS2))
         units = {k.rsplit(".", 1)[1]: v for k, v in results.items() if k.startswith("unit_test.")}
         assert units == {"mart_rep_performance_win_rate": "pass", "mart_o2r_pipeline_phases": "pass",
-                         "int_erp__documents_currency_conversion": "pass", "stg_erp__sales_orders_as_of_ds": "pass"}
+                         "int_erp__documents_currency_conversion": "pass", "stg_erp__sales_orders_as_of_ds": "pass",
+                         "stg_sf__dated_conversion_rates_as_of_ds": "pass"}
         models = {k for k in results if k.startswith(("model.", "snapshot."))}
         assert len(models) == 13 + 5 + 3 + 4 + 2, sorted(models)  # staging (raw, curated), int, marts, snapshots
         not_clean = {k: v for k, v in results.items()

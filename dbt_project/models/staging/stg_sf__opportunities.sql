@@ -1,7 +1,10 @@
 -- Salesforce opportunities: the latest version of each opportunity, deleted ones excluded.
 -- Amounts stay in the opportunity's own currency here; curated.opportunities has them converted.
+-- As of the run's ds (var `ds`, default the latest slice): only slices with `_ds <= ds` count.
+{%- set as_of = run_ds(var('ds', none), source('raw', 'sf_opportunity')) %}
+
 with latest as (
-    {{ latest_version(source('raw', 'sf_opportunity'), 'id', 'system_modstamp') }}
+    {{ latest_version(source('raw', 'sf_opportunity'), 'id', 'system_modstamp', as_of) }}
 )
 
 select

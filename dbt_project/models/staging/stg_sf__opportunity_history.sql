@@ -1,6 +1,9 @@
 -- Salesforce opportunity stage history: one row per stage change, deleted rows excluded.
+-- As of the run's ds (var `ds`, default the latest slice): only slices with `_ds <= ds` count.
+{%- set as_of = run_ds(var('ds', none), source('raw', 'sf_opportunity_history')) %}
+
 with latest as (
-    {{ latest_version(source('raw', 'sf_opportunity_history'), 'id', 'system_modstamp') }}
+    {{ latest_version(source('raw', 'sf_opportunity_history'), 'id', 'system_modstamp', as_of) }}
 )
 
 select

@@ -1,6 +1,9 @@
 -- Salesforce users: the latest version of each user (users are deactivated, never deleted).
+-- As of the run's ds (var `ds`, default the latest slice): only slices with `_ds <= ds` count.
+{%- set as_of = run_ds(var('ds', none), source('raw', 'sf_user')) %}
+
 with latest as (
-    {{ latest_version(source('raw', 'sf_user'), 'id', 'system_modstamp') }}
+    {{ latest_version(source('raw', 'sf_user'), 'id', 'system_modstamp', as_of) }}
 )
 
 select
