@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated
 from urllib.parse import quote
 
@@ -38,7 +39,7 @@ def airflow_client(profile: Profile):
     return AirflowClient(profile.airflow.url, profile.airflow.user, profile.airflow.password)
 
 
-def trigger_and_watch(profile: Profile, ds: str, timeout: float = 1800) -> dict:
+def trigger_and_watch(profile: Profile, ds: str, timeout: float = 1800, conf: dict | None = None) -> dict:
     """Trigger tally_daily for ds through the scheduler and show live progress; returns the run."""
     from tally.core.dates import ds_interval
 
@@ -47,7 +48,7 @@ def trigger_and_watch(profile: Profile, ds: str, timeout: float = 1800) -> dict:
         client.wait_for_dag(DAG_ID)
     client.unpause(DAG_ID)
     start, end = ds_interval(ds)
-    run_id = fresh_run(client, DAG_ID, start, end, run_id=f"tally__{ds}__{int(time.time())}")
+    run_id = fresh_run(client, DAG_ID, start, end, run_id=f"tally__{ds}__{int(time.time())}", conf=conf)
     deadline = time.monotonic() + timeout
     began = time.monotonic()
     with Live(console=console, refresh_per_second=2) as live:
@@ -67,7 +68,8 @@ def trigger_and_watch(profile: Profile, ds: str, timeout: float = 1800) -> dict:
     return run
 
 
-def fresh_run(client: AirflowClient, dag_id: str, start: datetime, end: datetime, run_id: str) -> str:
+def fresh_run(client: AirflowClient, dag_id: str, start: datetime, end: datetime, run_id: str,
+              conf: dict | None = None) -> str:
     """Run ``dag_id`` for the interval as a new DAG run, whose task instances start at try 1.
 
     Airflow keeps one run per logical date, and clearing it keeps every task instance's try number
@@ -87,7 +89,7 @@ def fresh_run(client: AirflowClient, dag_id: str, start: datetime, end: datetime
                                timeout=client.timeout)
         if r.status_code >= 400 and r.status_code != 404:
             raise RuntimeError(f"delete {dag_id}/{old['dag_run_id']} failed ({r.status_code}): {r.text[:500]}")
-    client.trigger(dag_id, start, end, run_id=run_id)
+    client.trigger(dag_id, start, end, run_id=run_id, conf=conf)
     return run_id
 
 
@@ -107,11 +109,17 @@ def _progress_table(ds: str, run: dict, tasks, elapsed: float) -> Table:
 
 def run_cmd(ds: Annotated[str | None, params.ds_option("Logical date YYYY-MM-DD; default: last seeded day.")]
             = None) -> None:
-    """Run tally_daily for one ds through the Airflow scheduler, then print the summary."""
+    """Run tally_daily for one ds through the Airflow scheduler, then print the summary.
+
+    The daily run's own ds (yesterday, UTC) is extracted from the sources. An older ds is rebuilt
+    from the raw partitions the lake landed on the day (sources hold only current state, so
+    extracting it again would miss every record changed since), or refused when the lake does
+    not hold that day (``tally.backfill.plan``, the rule `tally backfill` uses)."""
     profile = common.require_profile()
     ds = ds or profile.default_ds()
-    later = later_landed_days(profile, ds)
-    run = trigger_and_watch(profile, ds)
+    conf = past_day_conf(profile, ds)
+    later = [] if conf else later_landed_days(profile, ds)
+    run = trigger_and_watch(profile, ds, conf=conf)
     summary(profile, ds)
     if later:
         console.print(f"Later days ({later[0]} … {later[-1]}) were built from this day's previous landing: "
@@ -119,6 +127,23 @@ def run_cmd(ds: Annotated[str | None, params.ds_option("Logical date YYYY-MM-DD;
                       f"tally backfill --start {later[0]} --end {later[-1]} --missing", style="yellow",
                       markup=False, highlight=False)
     raise typer.Exit(0 if run["state"] == "success" else 1)
+
+
+def past_day_conf(profile: Profile, ds: str) -> dict | None:
+    """``{"tally_backfill": True}`` for a ds before the daily run's own (its landed day is reused);
+    None for the daily run's ds (extracted); a ds the lake cannot rebuild exactly is refused (exit 2)."""
+    from tally.backfill import plan
+    from tally.lake import Lake
+
+    today = plan.utc_today()
+    if ds >= (today - timedelta(days=1)).isoformat():
+        return None
+    decision = plan.source_for(ds, plan.landed(Lake(profile.lake)), today)
+    if decision.refused:
+        raise params.InputError(decision.reason)
+    console.print(f"ds={ds} is before the daily run's own day: it is rebuilt from the raw partitions the lake landed "
+                  "on that day (sources hold only current state).", style="yellow", markup=False, highlight=False)
+    return {"tally_backfill": True}
 
 
 def later_landed_days(profile: Profile, ds: str) -> list[str]:

@@ -174,3 +174,18 @@ def test_tally_run_names_the_later_landed_days_a_re_landing_makes_stale(deployme
     assert later_landed_days(prof, day(-7)) == [day(-6), day(-5), day(-3)]
     assert later_landed_days(prof, day(-5)) == [day(-3)]
     assert later_landed_days(prof, day(-3)) == []
+
+
+def test_tally_run_of_a_past_day_reuses_the_landed_day_or_refuses(deployment):
+    from tally.cli.params import InputError
+    from tally.cli.run import past_day_conf
+
+    prof = profile.load()
+    assert past_day_conf(prof, day(-1)) is None  # the daily run's own ds: extracted
+    assert past_day_conf(prof, day(-5)) == {"tally_backfill": True}  # landed on the day: rebuilt from the lake
+    with pytest.raises(InputError, match=f"ds={day(-4)} cannot be built exactly: .*missing: erp.invoices"):
+        past_day_conf(prof, day(-4))
+    with pytest.raises(InputError, match=f"ds={day(-10)} cannot be built exactly"):
+        past_day_conf(prof, day(-10))
+    result = CliRunner().invoke(app, ["run", "--ds", day(-10)])  # one line, exit 2, nothing triggered
+    assert result.exit_code == 2 and f"ds={day(-10)} cannot be built exactly" in result.output

@@ -75,7 +75,10 @@ def test_alerts_with_the_profiles_warehouse_unreachable(runner, unreachable_prof
 
 
 def test_run_with_airflow_unreachable(runner, unreachable_profile):
-    result = runner.invoke(app, ["run", "--ds", "2026-12-01"])
+    from datetime import UTC, datetime, timedelta
+
+    yesterday = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()  # the daily run's own ds: extracted
+    result = runner.invoke(app, ["run", "--ds", yesterday])
     _one_line_exit_6(result, f"cannot reach Airflow's API at http://127.0.0.1:{unreachable_profile} (")
 
 
