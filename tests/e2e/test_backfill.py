@@ -33,8 +33,9 @@ MARTS = ("mart_rep_performance", "mart_o2r_pipeline", "mart_revenue_by_country",
 
 
 @pytest.fixture(scope="module")
-def days(airflow_stack) -> dict[str, generator.SyntheticData]:
-    """Five days landed one after another, each after that day's changes; the truth of each day."""
+def days(airflow_stack):
+    """Five days landed one after another, each after that day's changes; the truth of each day.
+    Afterwards the days are removed from the shared stack (``forget_days``)."""
     stack = airflow_stack
     res = stack.resources()
     first = datetime.fromisoformat(DAYS[0]).replace(tzinfo=UTC)
@@ -45,7 +46,32 @@ def days(airflow_stack) -> dict[str, generator.SyntheticData]:
             data = next_day(data, date.fromisoformat(ds))
         land_day(res, stack.state["sfsim"]["db"], stack.postgres("erp"), data, ds)  # as `tally land-days` does
         truth[ds] = data
-    return truth
+    yield truth
+    forget_days(stack, DAYS)
+
+
+def forget_days(stack, days: list[str]) -> None:
+    """Remove this world's days from the shared stack's lake and warehouse, so the next e2e test's
+    world (another synthetic source) never meets them."""
+    import shutil
+
+    from psycopg import sql
+
+    from tally.lake.store import local_root
+
+    root = local_root(stack.state["lake_uri"])
+    for ds in days:
+        for folder in root.glob(f"*/**/ds={ds}"):
+            shutil.rmtree(folder, ignore_errors=True)
+    with psycopg.connect(stack.postgres("warehouse").conninfo(), autocommit=True) as conn:
+        tables = conn.execute(
+            "SELECT table_schema, table_name, column_name FROM information_schema.columns"
+            " WHERE column_name IN ('_ds', 'ds') AND table_schema IN ('raw', 'curated', 'marts', 'wap_raw', 'wap_curated')"
+            " AND (table_schema, table_name) IN (SELECT table_schema, table_name FROM information_schema.tables"
+            "  WHERE table_type = 'BASE TABLE')").fetchall()
+        for schema, table, column in tables:
+            conn.execute(sql.SQL("DELETE FROM {}.{} WHERE {}::text = ANY(%s)").format(
+                sql.Identifier(schema), sql.Identifier(table), sql.Identifier(column)), (days,))
 
 
 def tally(*args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
