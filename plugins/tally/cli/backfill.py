@@ -167,14 +167,9 @@ def _dag_run(client: AirflowClient, run: dict | None):
 
 def _judge(profile: Profile, conn: psycopg.Connection, client: AirflowClient, ds: str, run: dict | None):
     """(the ledger's flow for ds, the verdict `tally reconcile --ds` would give)."""
-    from tally import ledger
-    from tally.cli.reconcile import stale_inputs
-    from tally.load import wap
-    from tally.reconcile.verdict import Publication, judge
+    from tally.cli.reconcile import judged
 
-    flow = ledger.flow(conn, ds)
-    return flow, judge(flow, _dag_run(client, run), ds, publication=Publication(**wap.state(conn, ds)),
-                       stale=stale_inputs(profile, ds))
+    return judged(profile, conn, ds, _dag_run(client, run))
 
 
 def _not_reconciled(profile: Profile, client: AirflowClient, ds_values: list[str], runs: dict[str, dict]) -> list[str]:

@@ -13,8 +13,10 @@ from tally.cli.common import console
 from tally.cli.output import Format, FormatOption
 
 if TYPE_CHECKING:
+    import psycopg
+
     from tally.core.profile import Profile
-    from tally.reconcile.verdict import DagRun
+    from tally.reconcile.verdict import DagRun, Judgement
 
 
 def reconcile(
@@ -46,21 +48,18 @@ def reconcile(
 
 def _reconcile_ds(ds: str, fmt: Format) -> None:
     """The ledger's flow for ds judged with the run's task states (``tally.reconcile.verdict``);
-    exits with the verdict's code (0 ok, 1 lost, 3 not loaded, 4 no run, 5 in progress, 7 not published)."""
+    exits with the verdict's code (0 ok, 1 lost, 3 not loaded, 4 no run, 5 in progress, 7 not published,
+    8 stale)."""
     import psycopg
 
-    from tally import ledger
     from tally.cli.output import emit
-    from tally.load import wap
     from tally.reconcile.report import flow_records, flow_table
-    from tally.reconcile.verdict import Code, Publication, judge
+    from tally.reconcile.verdict import Code
 
     profile = common.require_profile()
-    with psycopg.connect(profile.warehouse.conninfo()) as conn:
-        flow = ledger.flow(conn, ds)
-        publication = Publication(**wap.state(conn, ds))
-    run, known, note = dag_run_of(profile, ds)
-    judgement = judge(flow, run, ds, airflow_known=known, publication=publication, stale=stale_inputs(profile, ds))
+    with psycopg.connect(profile.warehouse.conninfo()) as conn:  # an unreachable warehouse: exit 6 at once
+        run, known, note = dag_run_of(profile, ds)
+        flow, judgement = judged(profile, conn, ds, run, airflow_known=known)
     # sample keys compare the lake with the warehouse (and the mart): only where this run loaded it
     lost = [d for d, v in judgement.verdicts.items() if v.code is Code.LOST and "warehouse" in v.current]
     keys = _lost_keys(profile, ds, lost)
@@ -86,6 +85,19 @@ def _reconcile_ds(ds: str, fmt: Format) -> None:
                 "datasets": records, "lost_keys": keys}
     emit(fmt, records=records, fields=list(records[0]) if records else ["dataset"], document=document, table=show)
     raise typer.Exit(int(judgement.code))
+
+
+def judged(profile: Profile, conn: psycopg.Connection, ds: str, run: DagRun | None, *,
+           airflow_known: bool = True) -> tuple[dict, Judgement]:
+    """(the ledger's flow for ds, its verdict): the ledger, the ds's publication state, its run and
+    whether its inputs went stale since it was built. `tally reconcile --ds` and `tally backfill`."""
+    from tally import ledger
+    from tally.load import wap
+    from tally.reconcile.verdict import Publication, judge
+
+    flow = ledger.flow(conn, ds)
+    return flow, judge(flow, run, ds, airflow_known=airflow_known, publication=Publication(**wap.state(conn, ds)),
+                       stale=stale_inputs(profile, ds))
 
 
 def stale_inputs(profile: Profile, ds: str) -> dict[str, str]:
